@@ -1,0 +1,55 @@
+# fraud-lambda: every command the README names. Each target creates the virtualenv it needs.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+DATA ?=
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+
+.PHONY: venv data demo report test check-clean nbtest pytest bench lab export clean-venv
+
+venv: $(INSTALLED)
+
+$(INSTALLED): settings.ini setup.py .ci/constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade 'pip>=24'
+	$(BIN)/python -m pip install -q -c .ci/constraints.txt -e '.[dev,research,aws]'
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name 'Python 3 (fraud-lambda)' >/dev/null
+	touch $@
+
+data: venv
+	$(BIN)/fraud-lambda data fetch $(if $(DATA),--path $(DATA),)
+
+report: data
+	$(BIN)/fraud-lambda report
+
+demo: report
+
+export: venv
+	$(BIN)/nbdev_export
+	$(BIN)/nbdev_clean
+	$(BIN)/python .ci/nb2readme.py nbs/index.ipynb README.md
+
+# CI fails when export, clean or the README render would change a tracked (or add an untracked) file
+check-clean: export
+	@changed="$$(git diff --name-only -- fraud_lambda nbs README.md; git ls-files --others --exclude-standard -- fraud_lambda nbs README.md)"; \
+	if [ -n "$$changed" ]; then echo "nbdev_export/nbdev_clean/README render changed these files; run 'make export' and commit them:"; echo "$$changed"; git --no-pager diff --stat -- fraud_lambda nbs README.md; exit 1; fi; \
+	echo "notebooks exported, clean and README current"
+
+nbtest: venv
+	$(BIN)/nbdev_test --n_workers 2 --timing
+
+pytest: venv
+	$(BIN)/python -m pytest tests/ -q
+
+test: check-clean nbtest pytest
+
+bench: venv
+	$(BIN)/fraud-lambda bench
+
+lab: venv
+	$(BIN)/jupyter lab nbs/
+
+clean-venv:
+	rm -rf $(VENV)
