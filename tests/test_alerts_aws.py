@@ -7,7 +7,8 @@ from fraud_lambda.alerts import (ALERTS_TABLE_SCHEMA, IDEMPOTENCY_TABLE_SCHEMA, 
                                  build_spool, hash_payload, make_alert, replay, replay_spool)
 
 TOPIC, QUEUE, DLQ, TABLE, IDEM = 'fraud-alerts', 'fraud-alerts-sub', 'fraud-alerts-dlq', 'flagged-transactions', 'fraud-idempotency'
-BUDGET_MS = 250
+BUDGET_MS = 250      # the outage phases check the caller is back within this
+SETUP_BUDGET_MS = 5000  # where the test is not about time: a cold moto server answers its first publish in ~0.2-0.5 s
 
 def _alert(i, decision='block'):
     return make_alert(f'tx-{i:04d}', 0.9, decision, 'm-test', [('V14', -2.5), ('Amount', 0.7)], {'channel': 'web'})
@@ -125,7 +126,7 @@ def test_idempotency_race_stores_exactly_one(aws_env):
 def test_replay_resends_only_to_the_sink_that_missed(aws_env, tmp_path):
     "SNS took the alerts, DynamoDB had no table yet: only DynamoDB entries are spooled, and replay never publishes again"
     res = _resources(table=False)
-    disp = build_dispatcher(_env(tmp_path, res, sinks='sns,dynamodb'))
+    disp = build_dispatcher(_env(tmp_path, res, sinks='sns,dynamodb', FRAUD_LAMBDA_ALERT_BUDGET_MS=str(SETUP_BUDGET_MS)))
     outs = [disp.dispatch(_alert(i)) for i in range(3)]
     assert all(o.delivered == ('sns',) and o.spooled == ('dynamodb',) for o in outs)
     assert 'ResourceNotFoundException' in outs[0].errors['dynamodb']
@@ -141,7 +142,7 @@ def test_sqs_spool_dlq(aws_env, tmp_path):
     "Sinks refuse (no topic, no table); the alerts go to the SQS DLQ; replay drains it exactly once"
     res = _resources(topic=False, table=False)
     topic_arn = 'arn:aws:sns:us-east-1:123456789012:' + TOPIC
-    env = _env(tmp_path, {'topic': topic_arn}, sinks='sns,dynamodb', FRAUD_LAMBDA_SPOOL='sqs://' + res['dlq'])
+    env = _env(tmp_path, {'topic': topic_arn}, sinks='sns,dynamodb', FRAUD_LAMBDA_SPOOL='sqs://' + res['dlq'], FRAUD_LAMBDA_ALERT_BUDGET_MS=str(SETUP_BUDGET_MS))
     disp = build_dispatcher(env)
     assert isinstance(disp.spool, SQSSpool)
     disp.spool.wait_s = 0
@@ -181,9 +182,12 @@ def test_fault_injection_stop_dispatch_restart_replay(private_env, tmp_path, cap
     srv = private_env
     res = _resources()
     env = _env(tmp_path, res)
-    disp = build_dispatcher(env)
-    before = [disp.dispatch(_alert(i)) for i in range(2)]
+    warm = build_dispatcher({**env, 'FRAUD_LAMBDA_ALERT_BUDGET_MS': str(SETUP_BUDGET_MS)})
+    before = [warm.dispatch(_alert(i)) for i in range(2)]
     assert all(o.ok and set(o.delivered) == {'sqlite', 'sns', 'dynamodb'} for o in before)
+    assert _table_items() == ['tx-0000#block', 'tx-0001#block'] and _sns_keys(res['queue']) == ['tx-0000#block', 'tx-0001#block']
+    warm.close()
+    disp = build_dispatcher(env)
 
     srv.stop()
     walls, outs = [], []
