@@ -9,17 +9,17 @@ TOPIC = 'arn:aws:sns:us-east-1:123456789012:bench'
 
 def pct(xs, q): xs = sorted(xs); return xs[min(len(xs) - 1, int(q * len(xs)))]
 
-def dispatch_latency(tmp, label, sinks, n, budget_ms=250):
+def dispatch_latency(tmp, label, sinks, n, budget_ms=250, **kw):
     "Wall-clock ms of n dispatches, one alert each"
-    key = label.split(':')[0]
-    disp = AlertDispatcher(sinks, SQLiteSpool(tmp/f'{key}.db'), budget_ms=budget_ms)
+    key = label.split(':')[0].replace(' ', '-') + str(time.time_ns())
+    disp = AlertDispatcher(sinks, SQLiteSpool(tmp/f'{key}.db'), budget_ms=budget_ms, **kw)
     walls, spooled = [], 0
     for i in range(n):
         a = make_alert(f'{key}-{i}', 0.9, 'block', 'bench', [('V14', -2.0)])
         t0 = time.perf_counter(); out = disp.dispatch(a); walls.append((time.perf_counter() - t0) * 1000)
         spooled += bool(out.spooled)
     disp.close(wait=False)
-    print(f'dispatch {label:<34} n={n:<4} median {statistics.median(walls):7.1f} ms   p95 {pct(walls, .95):7.1f} ms   max {max(walls):7.1f} ms   spooled {spooled}/{n}')
+    print(f'dispatch {label:<46} n={n:<4} median {statistics.median(walls):7.1f} ms   p95 {pct(walls, .95):7.1f} ms   max {max(walls):7.1f} ms   spooled {spooled}/{n}')
 
 def traffic_rate(tmp, threads, rows):
     "Rows per second through TrafficLog.record from `threads` threads"
@@ -57,11 +57,13 @@ def main():
     with socket.socket() as s:
         s.bind(('127.0.0.1', 0)); closed = s.getsockname()[1]
     dead = SNSSink(TOPIC, client=aws_client('sns', 0.5, 1.0, 'us-east-1', f'http://127.0.0.1:{closed}'))
-    dispatch_latency(tmp, 'dead: sns refused + sqlite sink', [dead, SQLiteSink(tmp/'dead.db')], 50)
+    dispatch_latency(tmp, 'dead, no breaker: sns refused + sqlite', [dead, SQLiteSink(tmp/'dead.db')], 50, breaker_failures=None)
+    dispatch_latency(tmp, 'dead, breaker (default 5/30 s): same', [dead, SQLiteSink(tmp/'dead2.db')], 50)
     with socket.socket() as hole:
         hole.bind(('127.0.0.1', 0)); hole.listen(256)
         hang = SNSSink(TOPIC, client=aws_client('sns', 0.5, 1.0, 'us-east-1', f'http://127.0.0.1:{hole.getsockname()[1]}'))
-        dispatch_latency(tmp, 'hanging: sns never answers', [hang], 20)
+        dispatch_latency(tmp, 'hanging, no breaker: sns never answers', [hang], 20, breaker_failures=None)
+        dispatch_latency(tmp, 'hanging, breaker (default 5/30 s): same', [hang], 20)
     for th in (1, 8):
         rates = [traffic_rate(tmp, th, 20_000) for _ in range(3)]
         print(f'traffic log record(), {th} thread(s): median {statistics.median(rates):,.0f} rows/s (3 runs of 20,000: {", ".join(f"{r:,.0f}" for r in rates)})')
