@@ -6,15 +6,16 @@ cells whose first lines carry `#| hide` (or `#|hide`) are skipped, as nbdev_read
 import json, re, sys
 from pathlib import Path
 
-_DIRECTIVE = re.compile(r'^\s*#\s*\|\s*(\w+)')
+_DIRECTIVE = re.compile(r'^\s*#\s*\|\s*([\w-]+)\s*:?\s*(.*)$')
 
 def _directives(src):
-    "nbdev directives at the top of a code cell"
+    "nbdev/quarto directives at the top of a code cell, as names (`echo: false` becomes `hide_input`)"
     found = []
     for line in src.splitlines():
         m = _DIRECTIVE.match(line)
         if not m: break
-        found.append(m.group(1))
+        key, val = m.group(1), m.group(2).strip().lower()
+        found.append('hide_input' if (key == 'echo' and val == 'false') else key)
     return found
 
 def _strip_directives(src):
