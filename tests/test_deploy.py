@@ -278,7 +278,12 @@ def test_deploy_publishes_the_local_champion_to_the_stack_bucket(cfn_env, twin, 
     store = pytest.importorskip('fraud_lambda.store', reason='fraud_lambda.store not in this checkout yet')
     import numpy as np
     from fraud_lambda.bundle import write_bundle
-    local = store.open_store(tmp_path/'store')
+    with pytest.raises(D.DeployError, match="cannot read the champion of 'fraud' to publish: store directory .* does not exist"):
+        D.deploy('fraud', 'us-east-1', template=twin, package=packages['x86_64'], champion_from=str(tmp_path/'store'), echo=None)
+    (tmp_path/'store').mkdir(); local = store.open_store(tmp_path/'store')
+    with pytest.raises(D.DeployError, match="model 'fraud' has no champion in"):
+        D.deploy('fraud', 'us-east-1', template=twin, package=packages['x86_64'], champion_from=str(tmp_path/'store'), echo=None)
+    assert boto3.client('s3', region_name='us-east-1').list_buckets()['Buckets'] == []
     bundle = write_bundle(tmp_path/'b1', {'name': 'demo'}, {'w': np.arange(4.0)})
     version = local.publish('fraud', bundle, promote=True)['version']
     res, out = run(capsys, stack_name='fraud', template=twin, package=packages['x86_64'], champion_from=str(tmp_path/'store'))
