@@ -53,3 +53,18 @@ lab: venv
 
 clean-venv:
 	rm -rf $(VENV)
+
+# ---- deploy (nbs/13_deploy): the Lambda zip, and the target `sam build` runs ----------------------------------
+# `sam build` (template.yaml: BuildMethod makefile, ContextPath/WorkingDirectory .) runs `make build-FraudFunction`
+# in this directory with ARTIFACTS_DIR set, using the first python3 on PATH (make it a python3.12 with pip).
+# For arm64: FRAUD_LAMBDA_ARCH=arm64 sam build --parameter-overrides Architecture=arm64
+FRAUD_LAMBDA_ARCH ?= x86_64
+SAM_PYTHON ?= python3
+
+.PHONY: package build-FraudFunction
+
+package: venv
+	$(BIN)/python -c 'import sys; from fraud_lambda.deploy import build_package; build_package(sys.argv[1])' $(FRAUD_LAMBDA_ARCH)
+
+build-FraudFunction:
+	$(SAM_PYTHON) -c 'import sys; from fraud_lambda.deploy import stage_package; stage_package(sys.argv[1], arch=sys.argv[2])' "$(ARTIFACTS_DIR)" $(FRAUD_LAMBDA_ARCH)

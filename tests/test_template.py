@@ -1,0 +1,116 @@
+"""template.yaml from the outside: cfn-lint with nothing ignored (errors, warnings and informational findings),
+`sam validate --lint` where SAM CLI is installed, and the promises the deploy code and the handler rely on
+(environment names, least-privilege IAM, retention, alarms, outputs)."""
+import os, shutil, subprocess, sys
+from pathlib import Path
+import pytest
+from cfnlint.decode import decode
+from fraud_lambda.deploy import HANDLER, template_with_code
+
+ROOT = Path(__file__).resolve().parents[1]
+TEMPLATE = ROOT/'template.yaml'
+ENV_NAMES = {'FRAUD_LAMBDA_STORE_URI', 'FRAUD_LAMBDA_MODEL_NAME', 'FRAUD_LAMBDA_REFRESH_SECONDS', 'FRAUD_LAMBDA_ALERT_SINKS',
+             'FRAUD_LAMBDA_SNS_TOPIC_ARN', 'FRAUD_LAMBDA_ALERTS_TABLE', 'FRAUD_LAMBDA_IDEMPOTENCY_TABLE', 'FRAUD_LAMBDA_SPOOL',
+             'FRAUD_LAMBDA_ALERT_BUDGET_MS', 'FRAUD_LAMBDA_BATCH_LIMIT', 'FRAUD_LAMBDA_CACHE_DIR', 'POWERTOOLS_SERVICE_NAME',
+             'POWERTOOLS_METRICS_NAMESPACE', 'LOG_LEVEL'}
+
+def cfn_lint(path):
+    exe = Path(sys.executable).with_name('cfn-lint')
+    return subprocess.run([str(exe), '--include-checks', 'I', '--', str(path)], capture_output=True, text=True, timeout=120)
+
+@pytest.fixture(scope='module')
+def tpl():
+    t, matches = decode(str(TEMPLATE))
+    assert not matches, matches
+    return t
+
+def res(tpl, name): return tpl['Resources'][name]
+
+def test_cfn_lint_reports_nothing():
+    r = cfn_lint(TEMPLATE)
+    assert r.returncode == 0 and not r.stdout.strip(), r.stdout + r.stderr
+
+def test_cfn_lint_catches_a_broken_template(tmp_path):
+    "The lint test can fail: a dangling !Ref in the role and an out-of-range queue retention are reported"
+    text = TEMPLATE.read_text()
+    assert text.count('MessageRetentionPeriod: 1209600') == 1 and text.count('Resource: !Ref AlertTopic') == 1
+    bad = tmp_path/'template.yaml'
+    bad.write_text(text.replace('Resource: !Ref AlertTopic', 'Resource: !Ref NoSuchTopic').replace('MessageRetentionPeriod: 1209600', 'MessageRetentionPeriod: 9999999'))
+    r = cfn_lint(bad)
+    assert r.returncode != 0 and 'NoSuchTopic' in r.stdout and '9999999' in r.stdout, r.stdout
+
+def _sam():
+    return os.environ.get('SAM_CLI') or shutil.which('sam')
+
+@pytest.mark.skipif(not _sam(), reason='SAM CLI not installed (set SAM_CLI=/path/to/sam, e.g. from its own venv)')
+def test_sam_validate_lint():
+    env = {**os.environ, 'SAM_CLI_TELEMETRY': '0', 'AWS_DEFAULT_REGION': 'us-east-1'}
+    r = subprocess.run([_sam(), 'validate', '--lint', '-t', str(TEMPLATE)], capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0 and 'is a valid SAM Template' in r.stdout, r.stdout + r.stderr
+
+def test_function_runs_the_handler_with_the_agreed_environment(tpl):
+    p = res(tpl, 'FraudFunction')['Properties']
+    assert (p['Handler'], p['Runtime']) == (HANDLER, 'python3.12')
+    assert p['Architectures'] == [{'Ref': 'Architecture'}]
+    assert set(p['Environment']['Variables']) == ENV_NAMES
+    assert p['Environment']['Variables']['FRAUD_LAMBDA_CACHE_DIR'] == '/tmp/fraud-lambda'
+    assert p['ReservedConcurrentExecutions'] == {'Fn::If': ['HasReservedConcurrency', {'Ref': 'ReservedConcurrency'}, {'Ref': 'AWS::NoValue'}]}
+    assert res(tpl, 'FraudFunction')['Metadata']['BuildMethod'] == 'makefile'
+    assert template_with_code(TEMPLATE.read_text(), 's3://b-b-b/k.zip').count('CodeUri: s3://b-b-b/k.zip') == 1
+
+def test_api_needs_a_key_except_health(tpl):
+    api = res(tpl, 'FraudApi')['Properties']
+    assert api['Auth']['ApiKeyRequired'] is True and api['Auth']['UsagePlan']['CreateUsagePlan'] == 'PER_API'
+    assert set(api['Auth']['UsagePlan']) >= {'Throttle', 'Quota'}
+    events = res(tpl, 'FraudFunction')['Properties']['Events']
+    routes = {(e['Properties']['Method'], e['Properties']['Path']): e['Properties'].get('Auth', {}).get('ApiKeyRequired', True) for e in events.values()}
+    assert routes == {('post', '/score'): True, ('post', '/score/batch'): True, ('get', '/model'): True,
+                      ('get', '/openapi.json'): True, ('get', '/health'): False}
+
+def test_model_bucket_is_private_versioned_encrypted_and_retained(tpl):
+    b = res(tpl, 'ModelBucket')
+    assert (b['DeletionPolicy'], b['UpdateReplacePolicy']) == ('Retain', 'Retain')
+    p = b['Properties']
+    assert p['VersioningConfiguration'] == {'Status': 'Enabled'}
+    assert all(p['PublicAccessBlockConfiguration'][k] is True for k in ('BlockPublicAcls', 'BlockPublicPolicy', 'IgnorePublicAcls', 'RestrictPublicBuckets'))
+    sse = p['BucketEncryption']['ServerSideEncryptionConfiguration'][0]['ServerSideEncryptionByDefault']['SSEAlgorithm']
+    assert sse == {'Fn::If': ['UseKms', 'aws:kms', 'AES256']}
+
+@pytest.mark.parametrize('table', ['AlertsTable', 'IdempotencyTable'])
+def test_tables(tpl, table):
+    p = res(tpl, table)['Properties']
+    assert p['BillingMode'] == 'PAY_PER_REQUEST' and p['PointInTimeRecoverySpecification'] == {'PointInTimeRecoveryEnabled': True}
+    assert p['TimeToLiveSpecification'] == {'AttributeName': 'expires_at', 'Enabled': True}
+    assert p['KeySchema'] == [{'AttributeName': 'pk', 'KeyType': 'HASH'}] and p['AttributeDefinitions'] == [{'AttributeName': 'pk', 'AttributeType': 'S'}]
+
+def test_dead_letter_queue(tpl):
+    p = res(tpl, 'AlertDlq')['Properties']
+    assert p['MessageRetentionPeriod'] == 14 * 86400 and p['SqsManagedSseEnabled'] is True
+
+def test_role_is_least_privilege(tpl):
+    stmts = res(tpl, 'FunctionRole')['Properties']['Policies'][0]['PolicyDocument']['Statement']
+    plain = [s for s in stmts if 'Fn::If' not in s]
+    kms = [s for s in stmts if 'Fn::If' in s]
+    grants = {(a, str(s['Resource'])) for s in plain for a in ([s['Action']] if isinstance(s['Action'], str) else s['Action'])}
+    assert sorted({a for a, _ in grants}) == ['dynamodb:GetItem', 'dynamodb:PutItem', 'logs:CreateLogStream', 'logs:PutLogEvents',
+                                              's3:GetObject', 's3:ListBucket', 'sns:Publish', 'sqs:SendMessage']
+    assert not any('*' in a for a, _ in grants) and not any(s['Resource'] == '*' for s in plain)
+    by_sid = {s['Sid']: s for s in plain}
+    assert by_sid['ReadModels']['Resource'] == {'Fn::Sub': '${ModelBucket.Arn}/${ModelPrefix}/models/*'}
+    assert by_sid['ListModels']['Condition'] == {'StringLike': {'s3:prefix': {'Fn::Sub': '${ModelPrefix}/models/*'}}}
+    assert by_sid['PublishAlerts']['Resource'] == {'Ref': 'AlertTopic'}
+    assert by_sid['RecordAlertsAndIdempotency']['Resource'] == [{'Fn::GetAtt': ['AlertsTable', 'Arn']}, {'Fn::GetAtt': ['IdempotencyTable', 'Arn']}]
+    assert by_sid['SpoolFailedAlerts']['Resource'] == {'Fn::GetAtt': ['AlertDlq', 'Arn']}
+    assert by_sid['WriteOwnLogs']['Resource'] == {'Fn::GetAtt': ['FunctionLogGroup', 'Arn']}
+    assert len(kms) == 1 and kms[0]['Fn::If'][1]['Action'] == 'kms:Decrypt'
+
+def test_alarms_and_logs(tpl):
+    alarms = {k: r['Properties'] for k, r in tpl['Resources'].items() if r['Type'] == 'AWS::CloudWatch::Alarm'}
+    metrics = {(p['Namespace'], p['MetricName'], p.get('ExtendedStatistic', p.get('Statistic'))) for p in alarms.values()}
+    assert metrics == {('AWS/Lambda', 'Errors', 'Sum'), ('AWS/Lambda', 'Throttles', 'Sum'), ('AWS/Lambda', 'Duration', 'p99'), ('AWS/ApiGateway', '5XXError', 'Sum')}
+    assert res(tpl, 'FunctionLogGroup')['Properties']['RetentionInDays'] == {'Ref': 'LogRetentionDays'}
+    assert res(tpl, 'FraudFunction')['Properties']['LoggingConfig'] == {'LogGroup': {'Ref': 'FunctionLogGroup'}}
+
+def test_outputs(tpl):
+    assert set(tpl['Outputs']) >= {'ApiUrl', 'ApiKeyId', 'ModelBucketName', 'ModelStoreUri', 'AlertTopicArn', 'AlertsTableName',
+                                   'IdempotencyTableName', 'AlertDlqUrl'}
