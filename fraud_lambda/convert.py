@@ -15,8 +15,8 @@ from .preprocess import INPUTS, check_spec, transform, PreprocessError
 from .features import Preprocessor, Calibrated, MarginBlend, PROBA_EPS, model_margin
 
 # %% auto #0
-__all__ = ['MODEL_FORMAT', 'LGBM_ZERO', 'RESERVED', 'ConversionError', 'export_model', 'library_versions', 'save_bundle',
-           'bundle_from_run']
+__all__ = ['MODEL_FORMAT', 'LGBM_ZERO', 'ANOMALY_FORMAT', 'RESERVED', 'ConversionError', 'export_model', 'check_quantiles',
+           'check_anomaly_policy', 'export_anomaly', 'library_versions', 'save_bundle', 'bundle_from_run']
 
 # %% ../nbs/07a_convert.ipynb #194d56fa
 class ConversionError(ValueError):
@@ -201,14 +201,17 @@ def _export_node(model, width, arrays):
         if len(model.estimators) == 0 or len(w) != len(model.estimators): raise ConversionError(f"MarginBlend has {len(model.estimators)} members and {len(w)} weights")
         return {'type': 'blend', 'weights': [_finite(x, 'MarginBlend weight') for x in w], 'bias': _finite(model.bias, 'MarginBlend.bias'),
                 'members': [{'name': str(n), 'model': _export_node(e, width, arrays)} for n, e in model.estimators]}
-    if hasattr(model, 'steps'):
-        transforms, skipped, w = [], [], width
-        for name, step in model.steps[:-1]:
-            t, w = _export_step(step, w)
-            if t is None: skipped.append(f"{name}:{_what(step)}")
-            else: transforms.append(t)
-        return {'type': 'pipeline', 'transforms': transforms, 'fit_only_steps': skipped, 'model': _export_node(model.steps[-1][1], w, arrays)}
+    if hasattr(model, 'steps'): return _export_pipeline(model, width, arrays, _export_node)
     return _export_classifier(model, width, arrays)
+
+def _export_pipeline(model, width, arrays, export_last):
+    "A pipeline node: its transforms, the fit-only steps it skipped, and its last step exported by `export_last`"
+    transforms, skipped, w = [], [], width
+    for name, step in model.steps[:-1]:
+        t, w = _export_step(step, w)
+        if t is None: skipped.append(f"{name}:{_what(step)}")
+        else: transforms.append(t)
+    return {'type': 'pipeline', 'transforms': transforms, 'fit_only_steps': skipped, 'model': export_last(model.steps[-1][1], w, arrays)}
 
 # %% ../nbs/07a_convert.ipynb #d0912f01
 def export_model(model) -> tuple[dict, dict]:
@@ -216,6 +219,87 @@ def export_model(model) -> tuple[dict, dict]:
     arrays = {}
     root = _export_node(model, len(INPUTS), arrays)
     return {'format': MODEL_FORMAT, 'n_inputs': len(INPUTS), 'root': root}, arrays
+
+# %% ../nbs/07a_convert.ipynb #c6f081d6
+ANOMALY_FORMAT = 1
+
+def _c(n):
+    "Average path length c(n) of an unsuccessful search in a binary search tree of n points, as scikit-learn computes it"
+    n = np.asarray(n, dtype=np.float64).reshape(1, -1); out = np.zeros(n.shape)
+    many = n > 2
+    out[n == 2] = 1.0
+    out[many] = 2.0 * (np.log(n[many] - 1.0) + np.euler_gamma) - 2.0 * (n[many] - 1.0) / n[many]
+    return out.ravel()
+
+# %% ../nbs/07a_convert.ipynb #e58df861
+def _iforest_tree(est, features):
+    "One isolation tree as node arrays; a leaf's value is what scikit-learn adds for it: depth + c(n_samples) - 1"
+    t = est.tree_; leaf = t.children_left == -1
+    value = np.where(leaf, (t.compute_node_depths() + _c(t.n_node_samples)) - 1.0, 0.0)
+    return {'feature': np.where(leaf, -1, np.asarray(features)[np.where(leaf, 0, t.feature)]), 'threshold': np.where(leaf, 0.0, t.threshold),
+            'left': t.children_left, 'right': t.children_right, 'value': value, 'default_left': np.asarray(t.missing_go_to_left, dtype=bool)}
+
+def _export_iforest(det, width, arrays, key):
+    _check_fitted(det); _check_width(det, det.n_features_in_, width)
+    max_features, max_samples = getattr(det, '_max_features', None), getattr(det, '_max_samples', None)
+    if not (isinstance(max_features, (int, np.integer)) and isinstance(max_samples, (int, np.integer))):
+        raise ConversionError(f"{_what(det)} lacks the integer _max_features/_max_samples that scikit-learn >= 1.3 records; cannot tell which columns its trees read")
+    subsample = max_features != width  # scikit-learn selects columns only when it drew fewer than all
+    feats = [np.asarray(f) if subsample else np.arange(width) for f in det.estimators_features_]
+    if len(feats) != len(det.estimators_) or any(e.tree_.n_features != len(f) for e, f in zip(det.estimators_, feats)):
+        raise ConversionError(f"{_what(det)}: estimators_features_ do not match its trees")
+    trees = [_iforest_tree(e, f) for e, f in zip(det.estimators_, feats)]
+    n = _pack_trees(trees, key, arrays)
+    return {'type': 'isolation_forest', 'arrays': key, 'n_features': width, 'n_trees': len(trees), 'n_nodes': n, 'input_dtype': 'float32',
+            'max_samples': int(max_samples), 'max_features': int(max_features), 'denominator': float(len(trees) * _c([max_samples])[0]),
+            'offset': _finite(det.offset_, f"{_what(det)}.offset_"), 'raw_score': 'score_samples', 'higher_is': 'normal'}
+
+def _export_mahalanobis(det, width, arrays, key):
+    _check_fitted(det); _check_width(det, det.n_features_in_, width)
+    loc, prec = np.asarray(det.location_, dtype=np.float64), np.asarray(det.get_precision(), dtype=np.float64)
+    if loc.shape != (width,) or prec.shape != (width, width): raise ConversionError(f"{_what(det)} has location {loc.shape} and precision {prec.shape}, expected ({width},) and ({width}, {width})")
+    if not (np.isfinite(loc).all() and np.isfinite(prec).all()): raise ConversionError(f"{_what(det)} has a non-finite location or precision")
+    arrays[f'{key}.location'], arrays[f'{key}.precision'] = loc.copy(), prec.ravel().copy()
+    return {'type': 'mahalanobis', 'family': _what(det), 'arrays': key, 'n_features': width, 'raw_score': 'mahalanobis', 'higher_is': 'unusual'}
+
+_DETECTORS = {'IsolationForest': _export_iforest, 'MinCovDet': _export_mahalanobis, 'EllipticEnvelope': _export_mahalanobis,
+              'EmpiricalCovariance': _export_mahalanobis}
+
+def _export_detector(det, width, arrays):
+    "One node of the anomaly spec: a pipeline, or a supported detector"
+    if hasattr(det, 'steps'): return _export_pipeline(det, width, arrays, _export_detector)
+    fn = _DETECTORS.get(_what(det))
+    if fn is None or not type(det).__module__.startswith('sklearn.'):
+        raise ConversionError(f"unsupported anomaly detector {_what(det)} ({type(det).__module__}); supported: {', '.join(_DETECTORS)} and pipelines ending in one")
+    return fn(det, width, arrays, 'a0')
+
+# %% ../nbs/07a_convert.ipynb #ba853770
+def check_quantiles(quantiles) -> np.ndarray:
+    "A calibration table: at least 2 finite, non-decreasing numbers, as float64"
+    q = np.asarray(quantiles, dtype=np.float64) if not isinstance(quantiles, np.ndarray) or quantiles.dtype.kind in 'iuf' else None
+    if q is None or q.ndim != 1 or len(q) < 2 or not np.isfinite(q).all() or (np.diff(q) < 0).any():
+        raise ConversionError(f"anomaly quantiles must be at least 2 finite non-decreasing numbers, got {np.asarray(quantiles)!r:.80}")
+    return q
+
+def check_anomaly_policy(policy) -> dict:
+    "A routing policy: {'route_to_review': False} or {'route_to_review': True, 'threshold': t} with 0 < t <= 1 (other keys are kept as notes)"
+    on = policy.get('route_to_review') if isinstance(policy, dict) else None
+    t = policy.get('threshold') if isinstance(policy, dict) else None
+    if not isinstance(on, bool) or (on and not (isinstance(t, (int, float)) and not isinstance(t, bool) and 0 < t <= 1)):
+        raise ConversionError(f"anomaly policy must be {{'route_to_review': False}} or {{'route_to_review': True, 'threshold': t}} with 0 < t <= 1, got {policy!r:.120}")
+    return json.loads(json.dumps(policy, allow_nan=False))
+
+# %% ../nbs/07a_convert.ipynb #04c84b9f
+def export_anomaly(detector, quantiles, policy:dict|None=None, name:str|None=None) -> tuple[dict, dict]:
+    "A fitted detector (or pipeline ending in one), its calibration table and routing policy as (bundle section, arrays)"
+    arrays = {}
+    root = _export_detector(detector, len(INPUTS), arrays)
+    arrays['anomaly.quantiles'] = check_quantiles(quantiles)
+    section = {'format': ANOMALY_FORMAT, 'n_inputs': len(INPUTS), 'root': root,
+               'calibration': {'method': 'percentile', 'of': 'training legitimate traffic', 'array': 'anomaly.quantiles', 'n_points': len(arrays['anomaly.quantiles'])},
+               'policy': check_anomaly_policy(policy if policy is not None else {'route_to_review': False})}
+    if name: section['name'] = str(name)
+    return section, arrays
 
 # %% ../nbs/07a_convert.ipynb #6b77869b
 def _uses(node, family):
@@ -235,7 +319,7 @@ def library_versions(spec:dict) -> dict:
     return {k: v for k, v in out.items() if v}
 
 # %% ../nbs/07a_convert.ipynb #7a039d62
-RESERVED = ('model', 'features', 'library_versions', 'format', 'format_version', 'files')
+RESERVED = ('model', 'features', 'library_versions', 'anomaly', 'format', 'format_version', 'files')
 
 def _check_thresholds(t):
     "Thresholds must be {'review': r, 'block': b} with 0 <= r <= b <= 1"
@@ -243,17 +327,21 @@ def _check_thresholds(t):
     if not (ok and 0 <= t['review'] <= t['block'] <= 1):
         raise ConversionError(f"thresholds must be {{'review': r, 'block': b}} with 0 <= r <= b <= 1, got {t!r}")
 
-def save_bundle(model, path, manifest_extra:dict|None=None, key=None) -> Path:
-    "Export `model` and write it as a bundle at `path`: spec, input names, library versions and `manifest_extra`"
+def save_bundle(model, path, manifest_extra:dict|None=None, key=None, anomaly:tuple|None=None) -> Path:
+    "Export `model` and write it as a bundle at `path`: spec, input names, library versions, `manifest_extra` and `anomaly` (from `export_anomaly`)"
     extra = dict(manifest_extra or {})
     clash = [k for k in RESERVED if k in extra]
     if clash: raise ConversionError(f"manifest_extra may not set {', '.join(clash)}: save_bundle writes them")
     if 'thresholds' in extra: _check_thresholds(extra['thresholds'])
     spec, arrays = export_model(model)
     manifest = {**extra, 'model': spec, 'features': list(INPUTS), 'library_versions': library_versions(spec)}
+    if anomaly is not None:
+        section, a_arrays = anomaly
+        if set(a_arrays) & set(arrays): raise ConversionError(f"anomaly arrays {sorted(set(a_arrays) & set(arrays))} clash with the model's")
+        manifest['anomaly'], arrays = section, {**arrays, **a_arrays}
     return write_bundle(path, manifest, arrays, key=key)
 
-# %% ../nbs/07a_convert.ipynb #90c53421
+# %% ../nbs/07a_convert.ipynb #6749c623
 def bundle_from_run(run_dir, dest=None, name:str='fraud', key=None) -> Path:
     "Convert the chosen model of a report run into a bundle directory (default: `<run_dir>/bundle`)"
     import joblib
@@ -268,4 +356,12 @@ def bundle_from_run(run_dir, dest=None, name:str='fraud', key=None) -> Path:
              'metrics': {'holdout': {k: v['value'] for k, v in hold.items()}, 'holdout_ci95': {k: v['ci95'] for k, v in hold.items()},
                          'operating_point': m.get('operating_point')}}
     dest = Path(dest or run_dir/'bundle')
-    return save_bundle(joblib.load(run_dir/'models'/'chosen.joblib'), dest, extra, key=key)
+    return save_bundle(joblib.load(run_dir/'models'/'chosen.joblib'), dest, extra, key=key, anomaly=_run_anomaly(run_dir))
+
+def _run_anomaly(run_dir):
+    "The run's anomaly detector, calibration and policy as `export_anomaly` output, or None if the run has no detector"
+    import joblib
+    if not (run_dir/'models'/'anomaly.joblib').exists(): return None
+    if not (run_dir/'anomaly.json').exists(): raise ConversionError(f"{run_dir}: models/anomaly.joblib without anomaly.json (its calibration and policy)")
+    a = json.loads((run_dir/'anomaly.json').read_text())
+    return export_anomaly(joblib.load(run_dir/'models'/'anomaly.joblib'), a['calibration']['quantiles'], a['policy'], name=a.get('detector'))
