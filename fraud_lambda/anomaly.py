@@ -40,7 +40,7 @@ def make_detector(name:str, seed:int=0) -> Pipeline:
     if name not in _DETECTORS: raise ValueError(f"unknown detector {name!r}; known: {', '.join(DETECTORS)}")
     return Pipeline([('features', Preprocessor(**DETECTOR_INPUTS)), ('detector', _DETECTORS[name](seed))])
 
-def fit_detector(name:str, X_legit, seed:int=0, mcd_rows:int=20_000) -> Pipeline:
+def fit_detector(name:str, X_legit, seed:int=0, mcd_rows:int=10_000) -> Pipeline:
     "A detector fitted on legitimate rows (a random `mcd_rows` of them for a robust covariance); no labels involved"
     det = make_detector(name, seed); X_legit = np.asarray(X_legit, dtype=np.float64)
     if isinstance(det[-1], MinCovDet) and len(X_legit) > mcd_rows:
@@ -80,17 +80,19 @@ def pick_detector(table:pd.DataFrame) -> str:
     "The candidate with the best validation AP, ties broken by recall at 1% FPR"
     return table.sort_values(['average_precision', 'recall_at_fpr_1pct'], ascending=False, kind='stable').index[0]
 
-# %% ../nbs/16_anomaly.ipynb #a5273b49
-def calibration_table(unusual_train, n_points:int=1001) -> np.ndarray:
-    "The sorted quantile table (n_points, from min to max) of the unusualness of training legitimate traffic"
+# %% ../nbs/16_anomaly.ipynb #db9271dd
+def calibration_table(unusual_train, n_points:int=1001, tail_points:int=200) -> tuple[np.ndarray, np.ndarray]:
+    "(levels, quantiles): `n_points` even levels plus `tail_points` in the top 0.1%, and the unusualness of training legitimate traffic at them"
     if n_points < 2: raise ValueError(f"n_points must be >= 2, got {n_points}")
     u = np.asarray(unusual_train, dtype=np.float64)
     if u.ndim != 1 or len(u) == 0 or not np.isfinite(u).all(): raise ValueError('unusualness must be a non-empty 1-D array of finite numbers')
-    return np.maximum.accumulate(np.quantile(u, np.linspace(0, 1, n_points)))
+    tail = 1 - np.geomspace(1e-3, 1 / len(u), tail_points + 1)[1:] if tail_points and len(u) > 1000 else []
+    levels = np.unique(np.r_[np.linspace(0, 1, n_points), tail])
+    return levels, np.maximum.accumulate(np.quantile(u, levels))
 
-def anomaly_scores(detector, quantiles, X) -> np.ndarray:
-    "The served anomaly score of rows X: percentile of their unusualness in the calibration table"
-    return anomaly_percentile(quantiles, unusualness(detector, X))
+def anomaly_scores(detector, table:tuple, X) -> np.ndarray:
+    "The served anomaly score of rows X: percentile of their unusualness in the calibration `table` (levels, quantiles)"
+    return anomaly_percentile(table[1], unusualness(detector, X), table[0])
 
 # %% ../nbs/16_anomaly.ipynb #a22a7f61
 def legit_percentile(reference_legit, score) -> np.ndarray:
@@ -128,14 +130,17 @@ def missed_and_caught(y, p, anomaly, thresholds:dict, amount=None, budget:float=
 # %% ../nbs/16_anomaly.ipynb #8f2583e3
 def scatter_plot(y, p, anomaly, thresholds:dict, budget_cut:float, route_at:float|None=None, max_legit:int=20_000, seed:int=0):
     "Classifier probability against anomaly score by class (logit axes), with the thresholds and the alert budget"
-    y, p, a = np.asarray(y), np.clip(p, 1e-6, 1 - 1e-6), np.clip(anomaly, 1e-4, 1 - 1e-5)
+    y, p, a = np.asarray(y), np.clip(p, 1e-6, 1 - 1e-6), np.clip(anomaly, 1e-2, 1 - 1e-6)
     legit = np.flatnonzero(y == 0); legit = np.random.default_rng(seed).choice(legit, min(max_legit, len(legit)), replace=False)
     fig, ax = plt.subplots(figsize=(8, 6))
     ax.scatter(p[legit], a[legit], s=3, alpha=0.25, color='#4C72B0', label=f'legitimate (random {len(legit):,})')
     ax.scatter(p[y == 1], a[y == 1], s=22, alpha=0.9, color='#C44E52', edgecolor='k', linewidth=0.3, label=f'fraud (all {int((y == 1).sum())})')
     ax.set_xscale('logit'); ax.set_yscale('logit')
+    xt, yt = [1e-6, 1e-4, 1e-2, 0.5, 1 - 1e-2, 1 - 1e-4, 1 - 1e-6], [0.01, 0.5, 0.9, 0.99, 0.999, 0.9999, 0.99999, 1 - 1e-6]
+    ax.set_xticks(xt, ['1e-6', '1e-4', '0.01', '0.5', '0.99', '0.9999', '1-1e-6']); ax.set_yticks(yt, ['0.01', '0.5', '0.9', '0.99', '0.999', '0.9999', '0.99999', '1'])
+    ax.minorticks_off()
     ax.axvline(thresholds['review'], color='grey', ls=':', label='review threshold'); ax.axvline(thresholds['block'], color='k', ls=':', label='block threshold')
-    ax.axhline(min(max(budget_cut, 1e-4), 1 - 1e-5), color='#DD8452', ls='--', label='alert budget cut')
+    ax.axhline(min(max(budget_cut, 1e-2), 1 - 1e-6), color='#DD8452', ls='--', label='alert budget cut')
     if route_at is not None: ax.axhline(route_at, color='#55A868', ls='-.', label='review routing threshold (policy on)')
     ax.set_xlabel('fraud probability (classifier, logit scale)'); ax.set_ylabel('anomaly score (percentile of legitimate traffic, logit scale)')
     ax.set_title('Holdout: classifier score against anomaly score'); ax.legend(fontsize=8, loc='lower right')
@@ -197,14 +202,14 @@ def _holdout_rows(data) -> np.ndarray:
         return xy(time_split(load_transactions(data))[1])[0]
     return np.asarray(data, dtype=np.float64)
 
-def bench_anomaly(classifier, detector, quantiles, data, out_dir='reports/bench', n:int=2000, warmup:int=200, policy:dict|None=None,
+def bench_anomaly(classifier, detector, table:tuple, data, out_dir='reports/bench', n:int=2000, warmup:int=200, policy:dict|None=None,
                   name:str|None=None, primary:bool=True, work_dir=None) -> dict:
-    "Time the anomaly score (ours vs scikit-learn, one row) and `score_one` with and without the detector; merge into `out_dir/results.json`"
+    "Time the anomaly score (ours vs scikit-learn, one row) and `score_one` with and without the detector; merge into `out_dir/results.json`; `table` is (levels, quantiles)"
     from fraud_lambda.bench import interleaved_latencies, summarize_ns, merge_into, machine_info
     X = _holdout_rows(data); name = name or type(detector[-1] if hasattr(detector, 'steps') else detector).__name__
     work = Path(work_dir or tempfile.mkdtemp(prefix='fraud-lambda-anomaly-bench-')); th = {'review': 0.5, 'block': 0.9}
     plain = Scorer.from_path(save_bundle(classifier, work/f'{name}-plain', {'thresholds': th}))
-    both = Scorer.from_path(save_bundle(classifier, work/f'{name}-anomaly', {'thresholds': th}, anomaly=export_anomaly(detector, quantiles, policy, name=name)))
+    both = Scorer.from_path(save_bundle(classifier, work/f'{name}-anomaly', {'thresholds': th}, anomaly=export_anomaly(detector, table[1], policy, name=name, levels=table[0])))
     raw_sk = raw_score(detector, X)
     parity = float(np.abs(both.anomaly_batch(X)[0] - raw_sk).max() / max(1.0, float(np.abs(raw_sk).max())))
     rows = [(dict(zip(INPUTS, x)), X[i:i + 1]) for i, x in enumerate(X[:max(n, warmup)].tolist())]
@@ -228,5 +233,5 @@ def bench_anomaly_from_run(run_dir, data, out_dir='reports/bench', n:int=2000, w
     for f in ('models/chosen.joblib', 'models/anomaly.joblib', 'anomaly.json'):
         if not (run_dir/f).exists(): raise FileNotFoundError(f"{run_dir}: no {f}; run the report with its anomaly step first")
     a = json.loads((run_dir/'anomaly.json').read_text())
-    return bench_anomaly(joblib.load(run_dir/'models'/'chosen.joblib'), joblib.load(run_dir/'models'/'anomaly.joblib'), a['calibration']['quantiles'],
+    return bench_anomaly(joblib.load(run_dir/'models'/'chosen.joblib'), joblib.load(run_dir/'models'/'anomaly.joblib'), (a['calibration']['levels'], a['calibration']['quantiles']),
                          data, out_dir, n, warmup, policy=a['policy'], name=a['detector'])

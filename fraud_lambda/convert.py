@@ -274,12 +274,15 @@ def _export_detector(det, width, arrays):
     return fn(det, width, arrays, 'a0')
 
 # %% ../nbs/07a_convert.ipynb #ba853770
-def check_quantiles(quantiles) -> np.ndarray:
-    "A calibration table: at least 2 finite, non-decreasing numbers, as float64"
+def check_quantiles(quantiles, levels=None) -> tuple[np.ndarray, np.ndarray]:
+    "A calibration table as float64 (quantiles, levels): >= 2 finite non-decreasing quantiles at levels rising strictly from 0 to 1 (evenly spaced if None)"
     q = np.asarray(quantiles, dtype=np.float64) if not isinstance(quantiles, np.ndarray) or quantiles.dtype.kind in 'iuf' else None
     if q is None or q.ndim != 1 or len(q) < 2 or not np.isfinite(q).all() or (np.diff(q) < 0).any():
         raise ConversionError(f"anomaly quantiles must be at least 2 finite non-decreasing numbers, got {np.asarray(quantiles)!r:.80}")
-    return q
+    lv = np.linspace(0.0, 1.0, len(q)) if levels is None else np.asarray(levels, dtype=np.float64)
+    if lv.shape != q.shape or lv[0] != 0.0 or lv[-1] != 1.0 or (np.diff(lv) <= 0).any():
+        raise ConversionError(f"anomaly levels must rise strictly from 0 to 1 with one level per quantile ({len(q)}), got {np.asarray(levels)!r:.80}")
+    return q, lv
 
 def check_anomaly_policy(policy) -> dict:
     "A routing policy: {'route_to_review': False} or {'route_to_review': True, 'threshold': t} with 0 < t <= 1 (other keys are kept as notes)"
@@ -290,13 +293,14 @@ def check_anomaly_policy(policy) -> dict:
     return json.loads(json.dumps(policy, allow_nan=False))
 
 # %% ../nbs/07a_convert.ipynb #04c84b9f
-def export_anomaly(detector, quantiles, policy:dict|None=None, name:str|None=None) -> tuple[dict, dict]:
-    "A fitted detector (or pipeline ending in one), its calibration table and routing policy as (bundle section, arrays)"
+def export_anomaly(detector, quantiles, policy:dict|None=None, name:str|None=None, levels=None) -> tuple[dict, dict]:
+    "A fitted detector (or pipeline ending in one), its calibration table (quantiles at `levels`) and routing policy as (bundle section, arrays)"
     arrays = {}
     root = _export_detector(detector, len(INPUTS), arrays)
-    arrays['anomaly.quantiles'] = check_quantiles(quantiles)
+    arrays['anomaly.quantiles'], arrays['anomaly.levels'] = check_quantiles(quantiles, levels)
     section = {'format': ANOMALY_FORMAT, 'n_inputs': len(INPUTS), 'root': root,
-               'calibration': {'method': 'percentile', 'of': 'training legitimate traffic', 'array': 'anomaly.quantiles', 'n_points': len(arrays['anomaly.quantiles'])},
+               'calibration': {'method': 'percentile', 'of': 'training legitimate traffic', 'array': 'anomaly.quantiles', 'levels': 'anomaly.levels',
+                               'n_points': len(arrays['anomaly.quantiles'])},
                'policy': check_anomaly_policy(policy if policy is not None else {'route_to_review': False})}
     if name: section['name'] = str(name)
     return section, arrays
@@ -364,4 +368,5 @@ def _run_anomaly(run_dir):
     if not (run_dir/'models'/'anomaly.joblib').exists(): return None
     if not (run_dir/'anomaly.json').exists(): raise ConversionError(f"{run_dir}: models/anomaly.joblib without anomaly.json (its calibration and policy)")
     a = json.loads((run_dir/'anomaly.json').read_text())
-    return export_anomaly(joblib.load(run_dir/'models'/'anomaly.joblib'), a['calibration']['quantiles'], a['policy'], name=a.get('detector'))
+    return export_anomaly(joblib.load(run_dir/'models'/'anomaly.joblib'), a['calibration']['quantiles'], a['policy'], name=a.get('detector'),
+                          levels=a['calibration'].get('levels'))

@@ -462,30 +462,31 @@ class _Mahalanobis:
 _DETECTORS = {'isolation_forest': _IsolationForest, 'mahalanobis': _Mahalanobis}
 
 # %% ../nbs/08_scorer.ipynb #c14e9fa1
-def anomaly_percentile(quantiles, unusualness) -> np.ndarray:
-    "Share of training legitimate traffic less unusual than each value, interpolated in the sorted `quantiles` table"
+def anomaly_percentile(quantiles, unusualness, levels=None) -> np.ndarray:
+    "Share of training legitimate traffic less unusual than each value, interpolated in the sorted `quantiles` table (at `levels`, evenly spaced if None)"
     q, u = np.asarray(quantiles, dtype=np.float64), np.asarray(unusualness, dtype=np.float64)
+    L = np.linspace(0.0, 1.0, len(q)) if levels is None else np.asarray(levels, dtype=np.float64)
     n = len(q) - 1; i = np.searchsorted(q, u, side='right') - 1; j = np.clip(i, 0, n - 1)
-    with np.errstate(all='ignore'): mid = (j + (u - q[j]) / (q[j + 1] - q[j])) / n
+    with np.errstate(all='ignore'): mid = L[j] + (u - q[j]) / (q[j + 1] - q[j]) * (L[j + 1] - L[j])
     return np.where(i < 0, 0.0, np.where(i >= n, 1.0, mid))
 
-def _percentile1(q:list, u:float) -> float:
-    "`anomaly_percentile` of one value, on the table as a list"
+def _percentile1(q:list, L:list, u:float) -> float:
+    "`anomaly_percentile` of one value, on the table as lists"
     i, n = bisect.bisect_right(q, u) - 1, len(q) - 1
-    return 0.0 if i < 0 else 1.0 if i >= n else (i + (u - q[i]) / (q[i + 1] - q[i])) / n
+    return 0.0 if i < 0 else 1.0 if i >= n else L[i] + (u - q[i]) / (q[i + 1] - q[i]) * (L[i + 1] - L[i])
 
 # %% ../nbs/08_scorer.ipynb #9b53cda9
 class _Anomaly:
     "A compiled anomaly section: a detector reading transform chain `chain`, its calibration table and the routing threshold (None when off)"
-    def __init__(self, chain, detector, quantiles, route_at, name):
-        self.chain, self.detector, self.quantiles, self.route_at, self.name = chain, detector, quantiles, route_at, name
-        self.q_list, self.sign = quantiles.tolist(), (1.0 if detector.higher_is_unusual else -1.0)
+    def __init__(self, chain, detector, quantiles, levels, route_at, name):
+        self.chain, self.detector, self.quantiles, self.levels, self.route_at, self.name = chain, detector, quantiles, levels, route_at, name
+        self.q_list, self.l_list, self.sign = quantiles.tolist(), levels.tolist(), (1.0 if detector.higher_is_unusual else -1.0)
     def one(self, zs):
         raw = self.detector.raw_one(zs[self.chain])
-        return raw, _percentile1(self.q_list, self.sign * raw)
+        return raw, _percentile1(self.q_list, self.l_list, self.sign * raw)
     def batch(self, Zs):
         raw = self.detector.raw_batch(Zs[self.chain])
-        return raw, anomaly_percentile(self.quantiles, self.sign * raw)
+        return raw, anomaly_percentile(self.quantiles, self.sign * raw, self.levels)
 
 # %% ../nbs/08_scorer.ipynb #a7c04c79
 class Scorer:
@@ -579,15 +580,20 @@ def _compile_anomaly(self, section):
     if t not in _DETECTORS: _fail(where, f"unknown detector type {t!r}; known: {', '.join(_DETECTORS)}")
     c = self._chain(steps); ch = self._chains[c]
     detector = _DETECTORS[t](node, self._arrays, ch.width, ch.sources, where)
-    qname = _get(_get(section, 'calibration', 'dict', 'anomaly'), 'array', 'str', 'anomaly.calibration')
+    cal = _get(section, 'calibration', 'dict', 'anomaly'); qname = _get(cal, 'array', 'str', 'anomaly.calibration')
     q = self._arrays.get(qname)
     if q is None or q.ndim != 1 or q.dtype.kind != 'f' or len(q) < 2 or not np.isfinite(q).all() or (np.diff(q) < 0).any():
         _anomaly_where('calibration', f"array {qname!r} must be at least 2 finite non-decreasing floats")
+    levels = np.linspace(0.0, 1.0, len(q))
+    if cal.get('levels') is not None:
+        levels = self._arrays.get(_get(cal, 'levels', 'str', 'anomaly.calibration'))
+        if levels is None or levels.shape != q.shape or levels.dtype.kind != 'f' or levels[0] != 0.0 or levels[-1] != 1.0 or (np.diff(levels) <= 0).any():
+            _anomaly_where('calibration', f"array {cal['levels']!r} must hold one float level per quantile, rising strictly from 0 to 1")
     policy = _get(section, 'policy', 'dict', 'anomaly')
     on, th = policy.get('route_to_review'), policy.get('threshold')
     if not isinstance(on, bool) or (on and not (_KINDS['num'](th) and 0 < th <= 1)):
         _anomaly_where('policy', f"must be {{'route_to_review': false}} or {{'route_to_review': true, 'threshold': t}} with 0 < t <= 1, got {policy!r:.100}")
-    return _Anomaly(c, detector, q.astype(np.float64), float(th) if on else None, str(section.get('name', t)))
+    return _Anomaly(c, detector, q.astype(np.float64), levels.astype(np.float64), float(th) if on else None, str(section.get('name', t)))
 
 Scorer._compile_anomaly = _compile_anomaly
 
