@@ -24,6 +24,11 @@ def test_report_on_synthetic_data(tmp_path):
     op = m['operating_point']
     assert op['tp'] + op['fp'] + op['fn'] + op['tn'] == 6000  # 20% of the 30,000 synthetic rows
     assert {'eda', 'train', 'thresholds', 'html', 'total'} <= set(m['timings_s'])
+    assert (run/'16_anomaly.html').stat().st_size > 10_000 and (run/'models'/'anomaly.joblib').exists() and 'anomaly_vs_classifier' in plots
+    assert m['anomaly']['detector'] in m['anomaly']['candidates'] and 'quantiles' not in m['anomaly']['calibration'] and 'anomaly' in m['timings_s']
+    from fraud_lambda.convert import bundle_from_run
+    from fraud_lambda.bundle import load_bundle
+    assert load_bundle(bundle_from_run(run)).manifest['anomaly']['name'] == m['anomaly']['detector']
     assert not (tmp_path/'latest').exists()  # synthetic runs never become the reference
 
 def test_report_step_failure_is_one_line(tmp_path):
