@@ -502,6 +502,7 @@ class Scorer:
         self.manifest, self.version, self._arrays = m, bundle.version, bundle.arrays
         self._chains, self._chain_keys = [], {}
         self._root = self._compile(_get(spec, 'root', 'dict', ''), [], 'root', 0)
+        self._n_model_chains = len(self._chains)  # chains compiled after these feed only the detector
         self._anomaly = self._compile_anomaly(m.get('anomaly'))
         del self._arrays
 
@@ -670,7 +671,7 @@ def _score_one(self, tx) -> Score:
 def _explain_one(self, tx) -> tuple:
     "(raw_score, bias, contributions of all 30 inputs in schema order); bias + contributions.sum() == raw_score"
     x = _row(tx)
-    m, contrib, bias, _ = self._root.explain([c.one(x) for c in self._chains])
+    m, contrib, bias, _ = self._root.explain([c.one(x) for c in self._chains[:self._n_model_chains]])
     return m, bias, contrib
 
 Scorer.score_one, Scorer.explain = _score_one, _explain_one
@@ -691,7 +692,7 @@ def _matrix(X) -> np.ndarray:
 def _margin_batch(self, X) -> tuple:
     "(margins, forest probabilities or None) of rows `X` (n, 30)"
     X = _matrix(X)
-    return self._root.margins([c.batch(X) for c in self._chains])
+    return self._root.margins([c.batch(X) for c in self._chains[:self._n_model_chains]])
 
 def _score_batch(self, X) -> np.ndarray:
     "Fraud probabilities of rows `X` (n, 30), vectorised"
