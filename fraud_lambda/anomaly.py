@@ -130,6 +130,7 @@ def missed_and_caught(y, p, anomaly, thresholds:dict, amount=None, budget:float=
 # %% ../nbs/16_anomaly.ipynb #8f2583e3
 def scatter_plot(y, p, anomaly, thresholds:dict, budget_cut:float, route_at:float|None=None, max_legit:int=20_000, seed:int=0):
     "Classifier probability against anomaly score by class (logit axes), with the thresholds and the alert budget"
+    import matplotlib.pyplot as plt
     y, p, a = np.asarray(y), np.clip(p, 1e-6, 1 - 1e-6), np.clip(anomaly, 1e-2, 1 - 1e-6)
     legit = np.flatnonzero(y == 0); legit = np.random.default_rng(seed).choice(legit, min(max_legit, len(legit)), replace=False)
     fig, ax = plt.subplots(figsize=(8, 6))
