@@ -7,7 +7,7 @@ INSTALLED := $(VENV)/.installed
 DATA ?=
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 
-.PHONY: venv data demo report test check-clean nbtest pytest bench lab export clean-venv
+.PHONY: venv data demo report serve test check-clean nbtest pytest bench lab export clean-venv
 
 venv: $(INSTALLED)
 
@@ -24,7 +24,13 @@ data: venv
 report: data
 	$(BIN)/fraud-lambda report
 
+# The main job: real data -> papermill report -> model bundle published as champion -> local API -> holdout replayed over HTTP
 demo: report
+	$(BIN)/fraud-lambda publish --run latest --promote
+	$(BIN)/fraud-lambda replay --serve --concurrency 8
+
+serve: venv
+	$(BIN)/fraud-lambda serve --port 8000
 
 export: venv
 	$(BIN)/nbdev_export
