@@ -5,9 +5,10 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 DATA ?=
+DATA_FILE ?= data/creditcard.csv
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 
-.PHONY: venv data demo report test check-clean nbtest pytest bench lab export clean-venv
+.PHONY: venv data demo report serve test check-clean nbtest pytest bench lab export clean-venv
 
 venv: $(INSTALLED)
 
@@ -24,7 +25,14 @@ data: venv
 report: data
 	$(BIN)/fraud-lambda report
 
-demo: report
+# The main job: real data -> retrain (papermill report, bundle, champion/challenger gate) -> local API -> holdout replayed over HTTP.
+# retrain exits 0 when it promoted and 1 when it kept the champion; both are fine here.
+demo: data
+	$(BIN)/fraud-lambda retrain --data $(DATA_FILE); rc=$$?; [ $$rc -le 1 ] || exit $$rc
+	$(BIN)/fraud-lambda replay --serve --concurrency 8
+
+serve: venv
+	$(BIN)/fraud-lambda serve --port 8000
 
 export: venv
 	$(BIN)/nbdev_export

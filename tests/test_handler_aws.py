@@ -76,7 +76,7 @@ def test_sink_server_stopped_mid_run_then_replayed_exactly_once(s3_model, aws_en
         s, _, b = call(H.handler, with_body(e, {**body, 'transaction_id': 'during-outage'}))
         took = time.perf_counter() - t
         assert s == 200 and b['decision'] == 'block'
-        assert took < 2.0, took   # the alert budget bounds the response (300 ms) plus scoring and the spool write
+        assert took < 3.0, took   # bounded by the alert budget (300 ms) plus scoring and the spool write, not a hang
         restarted = MotoServer(port).start()
         try:
             sinks = _sinks(restarted.endpoint)  # fresh state on the same endpoint: recreate the topic, queue and table
