@@ -20,7 +20,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument('--clean-runs', type=int, default=3, help='clean-runtime cold starts of the Lambda zip (default: 3)')
     p.add_argument('--tool', choices=['auto', 'wrk', 'python'], default='auto', help='HTTP load generator (default: wrk if installed)')
     p.add_argument('--no-seed-package', action='store_true', help="skip sizing the original design's scikit-learn package")
-    p.add_argument('--work-dir', help='scratch directory (default: a new temporary one)')
+    p.add_argument('--work-dir', help='where to make the scratch directory (default: the system temporary directory)')
     return p
 
 def main(argv=None) -> int:
