@@ -1,6 +1,6 @@
 """Property-based fuzzing of the handler: hundreds of generated requests (valid, mutated and garbage), never a 5xx,
 always a JSON answer without tracebacks or paths."""
-import json, math
+import itertools, json, math
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 from fraud_lambda import handler as H
@@ -22,7 +22,8 @@ def served(tmp_path_factory):
 junk = st.one_of(st.none(), st.booleans(), st.integers(min_value=-10**30, max_value=10**30), st.text(max_size=20),
                  st.floats(allow_nan=True, allow_infinity=True), st.lists(st.integers(), max_size=3),
                  st.dictionaries(st.text(max_size=5), st.integers(), max_size=2))
-number = st.one_of(st.floats(allow_nan=True, allow_infinity=True, width=64), st.integers(min_value=-10**20, max_value=10**20))
+number = st.one_of(st.floats(allow_nan=True, allow_infinity=True, width=64), st.integers(min_value=-10**20, max_value=10**20),
+                   st.floats(min_value=-1e12, max_value=1e12))   # the accepted range, edges included
 
 @st.composite
 def transactions(draw):
@@ -42,7 +43,7 @@ def _check(status, body):
     COUNT['requests'] += 1; COUNT['status'][status] = COUNT['status'].get(status, 0) + 1
     assert status < 500, body
     assert isinstance(body, dict)
-    text = json.dumps(body)
+    text = json.dumps(body, allow_nan=False)   # strict JSON: no NaN or Infinity in any answer
     assert 'Traceback' not in text and '/work/' not in text and '/tmp/' not in text
     if status >= 400: assert set(body) == {'error'} and body['error']['status'] == status and body['error']['message']
     else: assert body.get('decision') in ('approve', 'review', 'block') or 'results' in body or 'model_version' in body or 'openapi' in body
@@ -69,3 +70,21 @@ def test_fuzz_batch(txs):
     e = with_route(load_event('rest_score_legit'), 'POST', '/score/batch')
     s, _, b = call(H.handler, with_body(e, json.dumps({'transactions': txs}, allow_nan=True)))
     _check(s, b)
+
+_IDS = itertools.count()   # a fresh id per example: the same id with another payload is a 409, tested elsewhere
+
+@st.composite
+def valid_transactions(draw):
+    "A transaction the contract accepts: any in-range values, edges and extremes included"
+    v = st.floats(min_value=-1e12, max_value=1e12)
+    tx = {'transaction_id': f"{draw(st.from_regex(r'[A-Za-z0-9._:-]{1,40}', fullmatch=True))}.{next(_IDS)}", **{f: draw(v) for f in FEATURES}}
+    tx['Amount'] = abs(tx['Amount'])
+    return tx
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(tx=valid_transactions(), fmt=st.sampled_from(['rest', 'http']))
+def test_fuzz_valid_transactions_always_score(tx, fmt):
+    s, _, b = call(H.handler, with_body(load_event(f'{fmt}_score_legit'), json.dumps(tx)))
+    assert s == 200, b
+    _check(s, b)
+    if s == 200: assert 0 <= b['fraud_probability'] <= 1 and all(math.isfinite(r['contribution']) for r in b['reasons']), b

@@ -1,5 +1,5 @@
 """The Lambda handler with the committed SAM-generated events (REST v1, HTTP API v2, function URL) and every class of bad input."""
-import base64, json, sqlite3, time
+import base64, json, math, sqlite3, time
 import pytest
 from fraud_lambda import handler as H
 from fraud_lambda.store import open_store
@@ -81,6 +81,8 @@ def _bad_cases():
         ('Infinity literal', json.dumps({**g(), 'V6': 1}).replace('"V6": 1', '"V6": -Infinity'), 400, 'V6'),
         ('huge integer', json.dumps({**g(), 'V6': 1}).replace('"V6": 1', '"V6": ' + '9' * 400), 400, 'V6'),
         ('negative Amount', json.dumps({**g(), 'Amount': -3.0}), 400, 'Amount'),
+        ('finite but beyond 1e12', json.dumps({**g(), 'V21': -1.7976931348623157e308}), 400, 'V21'),
+        ('Amount beyond 1e12', json.dumps({**g(), 'Amount': 2e12}), 400, 'Amount'),
         ('bad transaction_id', json.dumps({**g(), 'transaction_id': 'a b/c'}), 400, 'transaction_id'),
         ('long transaction_id', json.dumps({**g(), 'transaction_id': 'x' * 129}), 400, 'transaction_id'),
         ('empty transaction_id', json.dumps({**g(), 'transaction_id': ''}), 400, 'transaction_id'),
@@ -99,6 +101,13 @@ def test_bad_input(served, fmt, name, raw, status, field):
     assert set(b) == {'error'} and b['error']['status'] == s and b['error']['message']
     if field: assert field in {x['field'] for x in b['error'].get('errors', [])} or field in b['error']['message'], b
     _no_leak(json.dumps(b))
+
+def test_values_at_the_bound_score_with_finite_reasons(served):
+    for sign in (1, -1):
+        tx = {**_good(), 'Time': 1e12, 'Amount': 1e12, **{f'V{i}': sign * (-1) ** i * 1e12 for i in range(1, 29)}}
+        s, _, b = call(H.handler, with_body(load_event('rest_score_legit'), tx, tid=f'edge{sign}'))
+        assert s == 200, b
+        assert 0 <= b['fraud_probability'] <= 1 and b['reasons'] and all(math.isfinite(r['contribution']) for r in b['reasons']), b
 
 def test_invalid_base64_and_unsupported_type(served):
     e = load_event('rest_score_legit'); e['body'] = '!!!not-base64!!!'
