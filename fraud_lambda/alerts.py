@@ -4,41 +4,35 @@
 
 # %% ../nbs/10_alerts.ipynb #0a72f36d
 from __future__ import annotations
-import hashlib, json, logging, math, numbers, os, random, re, sqlite3, threading, time, urllib.error, urllib.parse, urllib.request
+import hashlib, json, logging, math, numbers, os, random, re, sqlite3, threading, time, urllib.error, urllib.parse
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor, wait as wait_futures
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Mapping, Sequence
+from .schema import FEATURES, DECISIONS, FLAGGED_DECISIONS, MAX_ID_CHARS, SchemaError, check_metadata
+from .config import (ConfigError, TOPIC_ARN_RE, AlertSettings, check_table, check_topic_arn, check_url,
+                                 load_alert_settings)
 
 # %% auto #0
-__all__ = ['logger', 'ALERT_DECISIONS', 'TRAFFIC_DECISIONS', 'TRAFFIC_FEATURES', 'MAX_ID_CHARS', 'MAX_REASONS',
-           'MAX_METADATA_BYTES', 'MAX_ALERT_BYTES', 'SNS_MAX_BYTES', 'DYNAMODB_ITEM_MAX_BYTES', 'MAX_RESPONSE_BYTES',
-           'ALERTS_TABLE_SCHEMA', 'IDEMPOTENCY_TABLE_SCHEMA', 'IDEMPOTENCY_TTL_ATTRIBUTE', 'SINK_NAMES', 'ENV_PREFIX',
-           'AlertError', 'AlertConfigError', 'Alert', 'make_alert', 'alert_from_dict', 'SQLiteSink', 'read_alerts',
-           'aws_client', 'SNSSink', 'DynamoDBSink', 'WebhookSink', 'SpoolEntry', 'SQLiteSpool', 'SQSSpool',
-           'DispatchOutcome', 'AlertDispatcher', 'ReplayReport', 'replay', 'IdempotencyRecord', 'hash_payload',
-           'IdempotencyStore', 'SQLiteIdempotencyStore', 'DynamoDBIdempotencyStore', 'TrafficLog', 'read_traffic',
-           'AlertSettings', 'load_alert_settings', 'build_sinks', 'build_spool', 'build_dispatcher',
+__all__ = ['logger', 'MAX_REASONS', 'MAX_ALERT_BYTES', 'SNS_MAX_BYTES', 'DYNAMODB_ITEM_MAX_BYTES', 'MAX_RESPONSE_BYTES',
+           'ALERTS_TABLE_SCHEMA', 'IDEMPOTENCY_TABLE_SCHEMA', 'IDEMPOTENCY_TTL_ATTRIBUTE', 'AlertError', 'Alert',
+           'make_alert', 'alert_from_dict', 'SQLiteSink', 'read_alerts', 'aws_client', 'SNSSink', 'DynamoDBSink',
+           'WebhookSink', 'SpoolEntry', 'SQLiteSpool', 'SQSSpool', 'DispatchOutcome', 'AlertDispatcher', 'ReplayReport',
+           'replay', 'IdempotencyRecord', 'hash_payload', 'IdempotencyStore', 'SQLiteIdempotencyStore',
+           'DynamoDBIdempotencyStore', 'TrafficLog', 'read_traffic', 'build_sinks', 'build_spool', 'build_dispatcher',
            'build_idempotency_store', 'build_traffic_log', 'replay_spool', 'list_spool', 'list_alerts']
 
 # %% ../nbs/10_alerts.ipynb #6572a937
 class AlertError(ValueError):
     "An alert, spool entry, idempotency record or traffic row that cannot be built, stored or read"
 
-class AlertConfigError(AlertError):
-    "An alert setting (environment variable) that is missing or malformed: the message names the variable and the expected form"
-
 logger = logging.getLogger('fraud_lambda.alerts')
 
 # %% ../nbs/10_alerts.ipynb #a79b4d4e
-ALERT_DECISIONS = ('review', 'block')
-TRAFFIC_DECISIONS = ('approve', 'review', 'block')
-TRAFFIC_FEATURES = ['Time'] + [f'V{i}' for i in range(1, 29)] + ['Amount']
-MAX_ID_CHARS = 128
 MAX_REASONS = 32
-MAX_METADATA_BYTES = 2048
 MAX_ALERT_BYTES = 16 * 1024
 SNS_MAX_BYTES = 256 * 1024
 DYNAMODB_ITEM_MAX_BYTES = 400 * 1024
@@ -60,7 +54,8 @@ def _utc_iso(ts:float|None=None) -> str:
 def _check_id(value, what) -> str:
     "A printable-ASCII identifier without spaces, at most MAX_ID_CHARS long"
     if not isinstance(value, str) or not _ID_RE.fullmatch(value):
-        raise AlertError(f"{what} must be 1-{MAX_ID_CHARS} printable ASCII characters without spaces, got {value!r:.80}")
+        raise AlertError(f"{what} must be 1-{MAX_ID_CHARS} printable ASCII characters without spaces, got "
+                         f"{value!r:.80}")
     return value
 
 def _check_probability(p, what='fraud_probability') -> float:
@@ -68,7 +63,8 @@ def _check_probability(p, what='fraud_probability') -> float:
     if isinstance(p, bool) or not isinstance(p, numbers.Real):
         raise AlertError(f"{what} must be a number in [0, 1], got {type(p).__name__} {p!r:.40}")
     p = float(p)
-    if not (math.isfinite(p) and 0.0 <= p <= 1.0): raise AlertError(f"{what} must be a finite number in [0, 1], got {p!r}")
+    if not (math.isfinite(p) and 0.0 <= p <= 1.0):
+        raise AlertError(f"{what} must be a finite number in [0, 1], got {p!r}")
     return p
 
 # %% ../nbs/10_alerts.ipynb #a82a9a7b
@@ -76,41 +72,39 @@ def _check_reasons(reasons) -> tuple:
     "Reasons as a tuple of {'feature': str, 'contribution': float}"
     if reasons is None: return ()
     if isinstance(reasons, (str, bytes, dict)) or not isinstance(reasons, Sequence):
-        raise AlertError(f"reasons must be a list of {{'feature', 'contribution'}} items, got {type(reasons).__name__}")
-    if len(reasons) > MAX_REASONS: raise AlertError(f"reasons has {len(reasons)} items; at most {MAX_REASONS} are allowed")
+        raise AlertError(f"reasons must be a list of {{'feature', 'contribution'}} items, got "
+                         f"{type(reasons).__name__}")
+    if len(reasons) > MAX_REASONS:
+        raise AlertError(f"reasons has {len(reasons)} items; at most {MAX_REASONS} are allowed")
     out = []
     for i, r in enumerate(reasons):
         if isinstance(r, Mapping):
-            if set(r) != {'feature', 'contribution'}: raise AlertError(f"reasons[{i}] must have exactly the keys 'feature' and 'contribution', got {sorted(r)}")
+            if set(r) != {'feature', 'contribution'}:
+                raise AlertError(f"reasons[{i}] must have exactly the keys 'feature' and 'contribution', "
+                                 f"got {sorted(r)}")
             f, c = r['feature'], r['contribution']
         elif isinstance(r, Sequence) and not isinstance(r, str) and len(r) == 2: f, c = r
         else: raise AlertError(f"reasons[{i}] must be {{'feature': str, 'contribution': number}}, got {r!r:.60}")
-        if not isinstance(f, str) or not _FEATURE_RE.fullmatch(f): raise AlertError(f"reasons[{i}].feature must match [A-Za-z0-9_.:-]{{1,64}}, got {f!r:.80}")
+        if not isinstance(f, str) or not _FEATURE_RE.fullmatch(f):
+            raise AlertError(f"reasons[{i}].feature must match [A-Za-z0-9_.:-]{{1,64}}, got {f!r:.80}")
         try: c = float(c)
-        except (TypeError, ValueError): raise AlertError(f"reasons[{i}].contribution must be a number, got {c!r:.40}") from None
+        except (TypeError, ValueError):
+            raise AlertError(f"reasons[{i}].contribution must be a number, got {c!r:.40}") from None
         if not math.isfinite(c): raise AlertError(f"reasons[{i}].contribution must be finite, got {c}")
         out.append({'feature': f, 'contribution': c})
     return tuple(out)
-
-def _check_metadata(metadata) -> dict:
-    "A dict of strings whose JSON is at most MAX_METADATA_BYTES"
-    if metadata is None: return {}
-    if not isinstance(metadata, Mapping): raise AlertError(f"metadata must be a dict of strings, got {type(metadata).__name__}")
-    for k, v in metadata.items():
-        if not isinstance(k, str) or not isinstance(v, str): raise AlertError(f"metadata must map strings to strings; {k!r:.40}: {v!r:.40} is not")
-    n = len(_json(dict(metadata)).encode())
-    if n > MAX_METADATA_BYTES: raise AlertError(f"metadata is {n:,} bytes as JSON; at most {MAX_METADATA_BYTES:,} are allowed")
-    return dict(metadata)
 
 def _check_created_at(created_at) -> str:
     "An ISO-8601 timezone-aware timestamp, normalised to UTC with milliseconds"
     if created_at is None: return _utc_iso()
     if isinstance(created_at, str):
         try: dt = datetime.fromisoformat(created_at)
-        except ValueError: raise AlertError(f"created_at must be an ISO-8601 timestamp, got {created_at!r:.40}") from None
+        except ValueError:
+            raise AlertError(f"created_at must be an ISO-8601 timestamp, got {created_at!r:.40}") from None
     elif isinstance(created_at, datetime): dt = created_at
     else: raise AlertError(f"created_at must be an ISO-8601 string or datetime, got {type(created_at).__name__}")
-    if dt.tzinfo is None: raise AlertError(f"created_at must carry a timezone (e.g. a trailing Z), got {created_at!s:.40}")
+    if dt.tzinfo is None:
+        raise AlertError(f"created_at must carry a timezone (e.g. a trailing Z), got {created_at!s:.40}")
     return dt.astimezone(timezone.utc).isoformat(timespec='milliseconds').replace('+00:00', 'Z')
 
 # %% ../nbs/10_alerts.ipynb #7dbcef70
@@ -128,29 +122,38 @@ class Alert:
     @property
     def idempotency_key(self) -> str: return f'{self.transaction_id}#{self.decision}'
     def to_dict(self) -> dict:
-        return {'transaction_id': self.transaction_id, 'fraud_probability': self.fraud_probability, 'decision': self.decision,
-                'reasons': [dict(r) for r in self.reasons], 'model_version': self.model_version, 'metadata': dict(self.metadata),
-                'created_at': self.created_at, 'idempotency_key': self.idempotency_key}
+        return {'transaction_id': self.transaction_id, 'fraud_probability': self.fraud_probability,
+                'decision': self.decision, 'reasons': [dict(r) for r in self.reasons],
+                'model_version': self.model_version, 'metadata': dict(self.metadata), 'created_at': self.created_at,
+                'idempotency_key': self.idempotency_key}
     def to_json(self) -> str: return _json(self.to_dict())
 
 # %% ../nbs/10_alerts.ipynb #1db18323
 def make_alert(transaction_id:str, fraud_probability:float, decision:str, model_version:str, reasons=(),
                metadata:dict|None=None, created_at=None) -> Alert:
     "Validate the fields and build an `Alert`; raises `AlertError` naming the bad field"
-    if decision not in ALERT_DECISIONS: raise AlertError(f"decision must be one of {ALERT_DECISIONS} for an alert, got {decision!r:.40}")
-    a = Alert(_check_id(transaction_id, 'transaction_id'), _check_probability(fraud_probability), decision, _check_reasons(reasons),
-              _check_id(model_version, 'model_version'), _check_metadata(metadata), _check_created_at(created_at))
+    if decision not in FLAGGED_DECISIONS:
+        raise AlertError(f"decision must be one of {FLAGGED_DECISIONS} for an alert, got {decision!r:.40}")
+    try: metadata = check_metadata(metadata)
+    except SchemaError as e: raise AlertError(str(e)) from None
+    a = Alert(_check_id(transaction_id, 'transaction_id'), _check_probability(fraud_probability), decision,
+              _check_reasons(reasons), _check_id(model_version, 'model_version'), metadata,
+              _check_created_at(created_at))
     n = len(a.to_json().encode())
-    if n > MAX_ALERT_BYTES: raise AlertError(f"alert {a.idempotency_key} is {n:,} bytes as JSON; at most {MAX_ALERT_BYTES:,} are allowed")
+    if n > MAX_ALERT_BYTES:
+        raise AlertError(f"alert {a.idempotency_key} is {n:,} bytes as JSON; at most {MAX_ALERT_BYTES:,} are allowed")
     return a
 
 def alert_from_dict(d:Mapping) -> Alert:
     "Rebuild (and re-validate) an alert from `Alert.to_dict()` output, e.g. read back from a spool"
     if not isinstance(d, Mapping): raise AlertError(f"an alert must be a JSON object, got {type(d).__name__}")
-    try: a = make_alert(d['transaction_id'], d['fraud_probability'], d['decision'], d['model_version'], d.get('reasons', ()), d.get('metadata'), d['created_at'])
+    try:
+        a = make_alert(d['transaction_id'], d['fraud_probability'], d['decision'], d['model_version'],
+                       d.get('reasons', ()), d.get('metadata'), d['created_at'])
     except KeyError as e: raise AlertError(f"alert lacks the field {e.args[0]!r}") from None
     if d.get('idempotency_key', a.idempotency_key) != a.idempotency_key:
-        raise AlertError(f"alert idempotency_key {d['idempotency_key']!r:.80} does not match transaction_id#decision {a.idempotency_key!r}")
+        raise AlertError(f"alert idempotency_key {d['idempotency_key']!r:.80} does not match "
+                         f"transaction_id#decision {a.idempotency_key!r}")
     return a
 
 # %% ../nbs/10_alerts.ipynb #2407fcf1
@@ -166,10 +169,13 @@ class _SQLiteDB:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(str(self.path), timeout=10.0, isolation_level=None, check_same_thread=False)
             mode = conn.execute('PRAGMA journal_mode=WAL').fetchone()[0]
-            if mode.lower() != 'wal': raise AlertError(f"{self.path}: SQLite cannot use WAL mode here (got {mode!r}); put the database on a local disk")
+            if mode.lower() != 'wal':
+                raise AlertError(f"{self.path}: SQLite cannot use WAL mode here (got {mode!r}); put the "
+                                 "database on a local disk")
             conn.execute(f'PRAGMA synchronous={self.synchronous}')
             if self.schema: conn.executescript(self.schema)
-        except (sqlite3.Error, OSError) as e: raise AlertError(f"{self.path}: cannot open the SQLite database ({e})") from None
+        except (sqlite3.Error, OSError) as e:
+            raise AlertError(f"{self.path}: cannot open the SQLite database ({e})") from None
         self.conn, self.pid = conn, os.getpid()
 
     def _conn(self):
@@ -188,9 +194,12 @@ class _SQLiteDB:
     def transaction(self):
         "BEGIN IMMEDIATE ... COMMIT, rolled back on error"
         with self.lock:
-            c = self._conn(); c.execute('BEGIN IMMEDIATE')
+            c = self._conn()
+            c.execute('BEGIN IMMEDIATE')
             try: yield c
-            except BaseException: c.execute('ROLLBACK'); raise
+            except BaseException:
+                c.execute('ROLLBACK')
+                raise
             c.execute('COMMIT')
 
     def close(self):
@@ -206,7 +215,8 @@ def _epoch(t) -> float:
     if isinstance(t, (int, float)) and not isinstance(t, bool): return float(t)
     if isinstance(t, str):
         try: t = datetime.fromisoformat(t)
-        except ValueError: raise AlertError(f"since must be epoch seconds or an ISO-8601 timestamp, got {t!r:.40}") from None
+        except ValueError:
+            raise AlertError(f"since must be epoch seconds or an ISO-8601 timestamp, got {t!r:.40}") from None
     if isinstance(t, datetime): return (t if t.tzinfo else t.replace(tzinfo=timezone.utc)).timestamp()
     raise AlertError(f"since must be epoch seconds, a datetime or an ISO-8601 string, got {type(t).__name__}")
 
@@ -245,23 +255,27 @@ def read_alerts(path, since=None, limit:int|None=100) -> list[dict]:
     return [json.loads(r[0]) for r in rows]
 
 # %% ../nbs/10_alerts.ipynb #74d8a361
-def aws_client(service:str, connect_timeout:float=0.5, read_timeout:float=1.0, region:str|None=None, endpoint_url:str|None=None):
+def aws_client(service:str, connect_timeout:float=0.5, read_timeout:float=1.0, region:str|None=None,
+               endpoint_url:str|None=None):
     "A boto3 client with explicit timeouts and a single attempt per call (boto3 is imported here, not at module load)"
     import boto3
     from botocore.config import Config
     from botocore.exceptions import NoRegionError
-    cfg = Config(connect_timeout=connect_timeout, read_timeout=read_timeout, retries={'total_max_attempts': 1, 'mode': 'standard'})
+    cfg = Config(connect_timeout=connect_timeout, read_timeout=read_timeout,
+                 retries={'total_max_attempts': 1, 'mode': 'standard'})
     try: return boto3.client(service, config=cfg, region_name=region, endpoint_url=endpoint_url)
-    except NoRegionError: raise AlertConfigError(f"no AWS region for the {service} client: set AWS_REGION or AWS_DEFAULT_REGION") from None
+    except NoRegionError:
+        raise ConfigError(f"no AWS region for the {service} client: set AWS_REGION or AWS_DEFAULT_REGION") from None
 
 # %% ../nbs/10_alerts.ipynb #39768f53
 def _error_code(e) -> str:
     "The AWS error code of a botocore ClientError, else ''"
     return (getattr(e, 'response', None) or {}).get('Error', {}).get('Code', '') or ''
 
-_PERMANENT_CODES = {'AccessDenied', 'AccessDeniedException', 'AuthorizationError', 'InvalidClientTokenId', 'UnrecognizedClientException',
-                    'ValidationException', 'ValidationError', 'InvalidParameter', 'InvalidParameterValue', 'NotFound',
-                    'ResourceNotFoundException', 'AWS.SimpleQueueService.NonExistentQueue', 'QueueDoesNotExist', 'KMSDisabled'}
+_PERMANENT_CODES = {'AccessDenied', 'AccessDeniedException', 'AuthorizationError', 'InvalidClientTokenId',
+                    'UnrecognizedClientException', 'ValidationException', 'ValidationError', 'InvalidParameter',
+                    'InvalidParameterValue', 'NotFound', 'ResourceNotFoundException',
+                    'AWS.SimpleQueueService.NonExistentQueue', 'QueueDoesNotExist', 'KMSDisabled'}
 
 def _permanent(e) -> bool:
     "Errors that retrying within milliseconds cannot fix: spool straight away"
@@ -275,14 +289,6 @@ def _describe(e) -> str:
     return f"{type(e).__name__}{' ' + code if code else ''}: {str(e).splitlines()[0] if str(e) else ''}"[:300]
 
 # %% ../nbs/10_alerts.ipynb #f14f488e
-_TOPIC_RE = re.compile(r'arn:aws[a-z\-]*:sns:([a-z0-9\-]+):(\d{12}):([A-Za-z0-9_\-]{1,256}(\.fifo)?)')
-
-def _check_topic_arn(arn, what='topic_arn'):
-    "An SNS topic ARN"
-    if not isinstance(arn, str) or not _TOPIC_RE.fullmatch(arn):
-        raise AlertConfigError(f"{what} must be an SNS topic ARN like arn:aws:sns:us-east-1:123456789012:fraud-alerts, got {arn!r:.120}")
-    return arn
-
 def _attr(v): return {'DataType': 'String', 'StringValue': v}
 
 # %% ../nbs/10_alerts.ipynb #4bafe053
@@ -290,23 +296,17 @@ class SNSSink:
     "Publishes each alert as a JSON message to an SNS topic, with `decision` and `model_version` message attributes"
     name = 'sns'
     def __init__(self, topic_arn:str, client=None, connect_timeout:float=0.5, read_timeout:float=1.0):
-        self.topic_arn = _check_topic_arn(topic_arn)
-        self.client = client or aws_client('sns', connect_timeout, read_timeout, region=_TOPIC_RE.fullmatch(topic_arn)[1])
+        self.topic_arn = check_topic_arn(topic_arn)
+        self.client = client or aws_client('sns', connect_timeout, read_timeout,
+                                           region=TOPIC_ARN_RE.fullmatch(topic_arn)[1])
 
     def send(self, alert:Alert) -> str:
         "Publish the alert; returns 'published'"
         self.client.publish(TopicArn=self.topic_arn, Message=alert.to_json(),
-                            MessageAttributes={'decision': _attr(alert.decision), 'model_version': _attr(alert.model_version),
+                            MessageAttributes={'decision': _attr(alert.decision),
+                                               'model_version': _attr(alert.model_version),
                                                'idempotency_key': _attr(alert.idempotency_key)})
         return 'published'
-
-# %% ../nbs/10_alerts.ipynb #8f9477a1
-_TABLE_RE = re.compile(r'[A-Za-z0-9_.\-]{3,255}')
-def _check_table(name, what='table'):
-    "A DynamoDB table name"
-    if not isinstance(name, str) or not _TABLE_RE.fullmatch(name):
-        raise AlertConfigError(f"{what} must be a DynamoDB table name (3-255 of A-Z a-z 0-9 _ . -), got {name!r:.80}")
-    return name
 
 # %% ../nbs/10_alerts.ipynb #ed57ccd4
 ALERTS_TABLE_SCHEMA = {'AttributeDefinitions': [{'AttributeName': 'pk', 'AttributeType': 'S'}],
@@ -314,21 +314,23 @@ ALERTS_TABLE_SCHEMA = {'AttributeDefinitions': [{'AttributeName': 'pk', 'Attribu
 
 def _alert_item(alert:Alert) -> dict:
     "The DynamoDB item (low-level format) for an alert"
-    return {'pk': {'S': alert.transaction_id}, 'idempotency_key': {'S': alert.idempotency_key}, 'decision': {'S': alert.decision},
-            'fraud_probability': {'N': repr(alert.fraud_probability)}, 'model_version': {'S': alert.model_version},
-            'created_at': {'S': alert.created_at}, 'alert_json': {'S': alert.to_json()}}
+    return {'pk': {'S': alert.transaction_id}, 'idempotency_key': {'S': alert.idempotency_key},
+            'decision': {'S': alert.decision}, 'fraud_probability': {'N': repr(alert.fraud_probability)},
+            'model_version': {'S': alert.model_version}, 'created_at': {'S': alert.created_at},
+            'alert_json': {'S': alert.to_json()}}
 
 class DynamoDBSink:
     "Writes each alert once per transaction_id to a flagged-transactions table with a conditional put"
     name = 'dynamodb'
     def __init__(self, table:str, client=None, connect_timeout:float=0.5, read_timeout:float=1.0):
-        self.table = _check_table(table)
+        self.table = check_table(table)
         self.client = client or aws_client('dynamodb', connect_timeout, read_timeout)
 
     def send(self, alert:Alert) -> str:
         "'stored'; 'duplicate' if this alert is already there; 'conflict' if another alert holds the transaction"
         try:
-            self.client.put_item(TableName=self.table, Item=_alert_item(alert), ConditionExpression='attribute_not_exists(pk)',
+            self.client.put_item(TableName=self.table, Item=_alert_item(alert),
+                                 ConditionExpression='attribute_not_exists(pk)',
                                  ReturnValuesOnConditionCheckFailure='ALL_OLD')
             return 'stored'
         except Exception as e:
@@ -339,13 +341,6 @@ class DynamoDBSink:
         return 'conflict'
 
 # %% ../nbs/10_alerts.ipynb #9f0038ef
-def _check_url(url, what='url'):
-    "An http(s) URL with a host"
-    p = urllib.parse.urlsplit(url) if isinstance(url, str) else None
-    if not p or p.scheme not in ('http', 'https') or not p.netloc:
-        raise AlertConfigError(f"{what} must be an http:// or https:// URL, got {url!r:.120}")
-    return url
-
 def _summary(alert:Alert) -> str:
     "The one-line text of a webhook message"
     top = ', '.join(f"{r['feature']} {r['contribution']:+.2f}" for r in alert.reasons[:3])
@@ -357,7 +352,7 @@ class WebhookSink:
     "POSTs a Slack-style JSON message (`text` plus the full `alert`) to a URL, with a timeout"
     name = 'webhook'
     def __init__(self, url:str, timeout_s:float=1.0):
-        self.url, self.timeout_s = _check_url(url), timeout_s
+        self.url, self.timeout_s = check_url(url), timeout_s
 
     def send(self, alert:Alert) -> str:
         "POST the alert; any non-2xx answer raises"
@@ -411,8 +406,10 @@ class SQLiteSpool:
         "Spool `alert` for each sink in `sinks` (again: attempts + 1)"
         body, now = alert.to_json(), time.time()
         with self.db.transaction() as c:
-            c.executemany('INSERT INTO alert_spool(idempotency_key, sink, alert_json, error, spooled_at) VALUES (?,?,?,?,?) '
-                          'ON CONFLICT(idempotency_key, sink) DO UPDATE SET attempts = attempts + 1, error = excluded.error',
+            c.executemany('INSERT INTO alert_spool(idempotency_key, sink, alert_json, error, '
+                          'spooled_at) VALUES (?,?,?,?,?) '
+                          'ON CONFLICT(idempotency_key, sink) DO UPDATE SET attempts = attempts + 1, '
+                          'error = excluded.error',
                           [(alert.idempotency_key, s, body, error[:1000], now) for s in sinks])
 
     def claim(self, limit:int=100) -> list[SpoolEntry]:
@@ -421,7 +418,8 @@ class SQLiteSpool:
         with self.db.transaction() as c:
             rows = c.execute('SELECT id, sink, alert_json, error, spooled_at, attempts FROM alert_spool '
                              'WHERE lease_until <= ? ORDER BY id LIMIT ?', (now, limit)).fetchall()
-            c.executemany('UPDATE alert_spool SET lease_until = ? WHERE id = ?', [(now + self.lease_s, r[0]) for r in rows])
+            c.executemany('UPDATE alert_spool SET lease_until = ? WHERE id = ?',
+                          [(now + self.lease_s, r[0]) for r in rows])
         return [_spool_row_entry(r) for r in rows]
 
     def ack(self, entry:SpoolEntry) -> None:
@@ -430,16 +428,18 @@ class SQLiteSpool:
 
     def release(self, entry:SpoolEntry, error:str) -> None:
         "The sink refused the entry again: record the error; it stays leased until `lease_s` has passed"
-        self.db.execute('UPDATE alert_spool SET attempts = attempts + 1, error = ? WHERE id = ?', (error[:1000], entry.ref))
+        self.db.execute('UPDATE alert_spool SET attempts = attempts + 1, error = ? WHERE id = ?',
+                        (error[:1000], entry.ref))
 
     def discard(self, idempotency_key:str, sink:str) -> bool:
         "Drop an entry whose sink accepted the alert after it was spooled (a late success)"
-        return bool(self.db.execute('DELETE FROM alert_spool WHERE idempotency_key = ? AND sink = ?', (idempotency_key, sink)))
+        return bool(self.db.execute('DELETE FROM alert_spool WHERE idempotency_key = ? AND sink = ?',
+                                    (idempotency_key, sink)))
 
     def entries(self, limit:int|None=None) -> list[SpoolEntry]:
         "A read-only listing, oldest first"
-        rows = self.db.query('SELECT id, sink, alert_json, error, spooled_at, attempts FROM alert_spool ORDER BY id LIMIT ?',
-                             (-1 if limit is None else int(limit),))
+        rows = self.db.query('SELECT id, sink, alert_json, error, spooled_at, attempts FROM alert_spool ORDER '
+                             'BY id LIMIT ?', (-1 if limit is None else int(limit),))
         return [_spool_row_entry(r) for r in rows]
 
     def count(self) -> int: return self.db.query('SELECT COUNT(*) FROM alert_spool')[0][0]
@@ -462,7 +462,8 @@ class SQSSpool:
     kind = 'sqs'
     def __init__(self, queue_url:str, fallback:SQLiteSpool|None=None, client=None, lease_s:int=60, wait_s:int=1,
                  connect_timeout:float=0.5, read_timeout:float=1.0):
-        self.queue_url, self.fallback, self.lease_s, self.wait_s = _check_url(queue_url, 'queue_url'), fallback, int(lease_s), int(wait_s)
+        self.queue_url, self.fallback, self.lease_s, self.wait_s = check_url(queue_url,
+                                                                             'queue_url'), fallback, int(lease_s), int(wait_s)
         self.client = client or aws_client('sqs', connect_timeout, read_timeout)
         self._receiver = client or aws_client('sqs', connect_timeout, read_timeout + wait_s)
         self._sender = None
@@ -485,26 +486,33 @@ class SQSSpool:
                 failed = self._sender.submit(self._send, alert, sinks, error).result(timeout=max(timeout_s, 0.001))
             if not failed: return
             left, why = [s for s, _ in failed], f'SendMessageBatch failed: {failed[0][1]}'
-        except TimeoutError: left, why = list(sinks), f'no answer within {timeout_s * 1000:.0f} ms (the message may still arrive)'
+        except TimeoutError:
+            left, why = list(sinks), f'no answer within {timeout_s * 1000:.0f} ms (the message may still arrive)'
         except Exception as e: left, why = list(sinks), _describe(e)
         _log(logging.ERROR, 'alert_spool_fallback', queue_url=self.queue_url, error=why, sinks=left,
              fallback=self.fallback.url if self.fallback else None, alert=alert.to_dict())
-        if self.fallback is None: raise AlertError(f"SQS spool {self.queue_url} did not take the alert {alert.idempotency_key} ({why}) and there is no local fallback")
+        if self.fallback is None:
+            raise AlertError(f"SQS spool {self.queue_url} did not take the alert {alert.idempotency_key} "
+                             f"({why}) and there is no local fallback")
         self.fallback.put(alert, left, error)
 
     def claim(self, limit:int=10) -> list[SpoolEntry]:
         "Receive up to 10 messages, hidden for `lease_s`; unreadable messages are logged and left in the queue"
-        r = self._receiver.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=max(1, min(10, limit)), VisibilityTimeout=self.lease_s,
-                                           WaitTimeSeconds=self.wait_s, AttributeNames=['ApproximateReceiveCount'], MessageAttributeNames=['All'])
+        r = self._receiver.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=max(1, min(10, limit)),
+                                           VisibilityTimeout=self.lease_s, WaitTimeSeconds=self.wait_s,
+                                           AttributeNames=['ApproximateReceiveCount'], MessageAttributeNames=['All'])
         out = []
         for m in r.get('Messages', []):
             try: out.append(_sqs_entry(m))
             except (AlertError, KeyError, TypeError, ValueError) as e:
-                _log(logging.ERROR, 'alert_spool_unreadable', queue_url=self.queue_url, message_id=m.get('MessageId'), error=_describe(e))
+                _log(logging.ERROR, 'alert_spool_unreadable', queue_url=self.queue_url, message_id=m.get('MessageId'),
+                     error=_describe(e))
         return out
 
-    def ack(self, entry:SpoolEntry) -> None: self.client.delete_message(QueueUrl=self.queue_url, ReceiptHandle=entry.ref)
-    def release(self, entry:SpoolEntry, error:str) -> None: "Nothing to do: the message reappears when its visibility timeout ends"
+    def ack(self, entry:SpoolEntry) -> None:
+        self.client.delete_message(QueueUrl=self.queue_url, ReceiptHandle=entry.ref)
+    def release(self, entry:SpoolEntry, error:str) -> None:
+        "Nothing to do: the message reappears when its visibility timeout ends"
     def discard(self, idempotency_key:str, sink:str) -> bool:
         "Only the local fallback can withdraw an entry"
         return self.fallback.discard(idempotency_key, sink) if self.fallback else False
@@ -540,7 +548,9 @@ class _Delivery:
 def _late_success(spool, alert, name):
     "A sink accepted the alert after it was spooled: withdraw the spool entry where the spool can"
     try: withdrawn = spool.discard(alert.idempotency_key, name)
-    except Exception as e: withdrawn = False; _log(logging.WARNING, 'alert_discard_failed', sink=name, key=alert.idempotency_key, error=_describe(e))
+    except Exception as e:
+        withdrawn = False
+        _log(logging.WARNING, 'alert_discard_failed', sink=name, key=alert.idempotency_key, error=_describe(e))
     _log(logging.INFO, 'alert_late_success', sink=name, key=alert.idempotency_key, withdrawn=withdrawn)
 
 def _deliver(sink, alert, deadline, d:_Delivery, spool, max_attempts, backoff_s):
@@ -549,7 +559,8 @@ def _deliver(sink, alert, deadline, d:_Delivery, spool, max_attempts, backoff_s)
     for i in range(max_attempts):
         if i:
             if time.monotonic() + delay >= deadline: break
-            time.sleep(delay * random.uniform(0.5, 1.0)); delay *= 2
+            time.sleep(delay * random.uniform(0.5, 1.0))
+            delay *= 2
         with d.lock:
             if d.state[sink.name] != 'pending': return
         try: sink.send(alert)
@@ -562,7 +573,8 @@ def _deliver(sink, alert, deadline, d:_Delivery, spool, max_attempts, backoff_s)
             else: _late_success(spool, alert, sink.name)
         return
     with d.lock:
-        if d.state[sink.name] == 'pending': d.state[sink.name], d.errors[sink.name] = 'failed', _describe(err) if err else 'no attempt before the deadline'
+        if d.state[sink.name] == 'pending':
+            d.state[sink.name], d.errors[sink.name] = 'failed', _describe(err) if err else 'no attempt before the deadline'
 
 # %% ../nbs/10_alerts.ipynb #b12bad75
 def _spool_or_log(spool, alert, names, errors, timeout_s):
@@ -575,7 +587,8 @@ def _spool_or_log(spool, alert, names, errors, timeout_s):
         else: spool.put(alert, names, error)
         return tuple(names), ()
     except Exception as e:
-        _log(logging.ERROR, 'alert_unspooled', sinks=list(names), error=_describe(e), sink_errors=errors, alert=alert.to_dict())
+        _log(logging.ERROR, 'alert_unspooled', sinks=list(names), error=_describe(e), sink_errors=errors,
+             alert=alert.to_dict())
         return (), tuple(names)
 
 # %% ../nbs/10_alerts.ipynb #795e68b3
@@ -605,16 +618,18 @@ class _Breaker:
 class AlertDispatcher:
     "Sends each alert to every sink within a time budget; whatever a sink did not accept is spooled"
     def __init__(self, sinks:Sequence, spool, budget_ms:float=250, max_attempts:int=3, backoff_ms:float=20,
-                 spool_reserve_ms:float|None=None, workers_per_sink:int=4, breaker_failures:int|None=5, breaker_cooldown_s:float=30.0):
+                 spool_reserve_ms:float|None=None, workers_per_sink:int=4, breaker_failures:int|None=5,
+                 breaker_cooldown_s:float=30.0):
         names = [s.name for s in sinks]
-        if len(set(names)) != len(names): raise AlertConfigError(f"sink names must be unique, got {names}")
+        if len(set(names)) != len(names): raise ConfigError(f"sink names must be unique, got {names}")
         if isinstance(budget_ms, bool) or not isinstance(budget_ms, (int, float)) or not 10 <= budget_ms <= 30_000:
-            raise AlertConfigError(f"budget_ms must be between 10 and 30000, got {budget_ms!r}")
-        if max_attempts < 1: raise AlertConfigError(f"max_attempts must be >= 1, got {max_attempts!r}")
+            raise ConfigError(f"budget_ms must be between 10 and 30000, got {budget_ms!r}")
+        if max_attempts < 1: raise ConfigError(f"max_attempts must be >= 1, got {max_attempts!r}")
         self.sinks, self.spool = list(sinks), spool
         self.budget_ms, self.max_attempts, self.backoff_ms = float(budget_ms), int(max_attempts), float(backoff_ms)
         self.spool_reserve_ms = float(spool_reserve_ms if spool_reserve_ms is not None else min(50.0, budget_ms / 5))
-        self._pools = {n: ThreadPoolExecutor(max_workers=workers_per_sink, thread_name_prefix=f'fraud-alert-{n}') for n in names}
+        self._pools = {n: ThreadPoolExecutor(max_workers=workers_per_sink, thread_name_prefix=f'fraud-alert-{n}')
+                       for n in names}
         self._breaker = _Breaker(names, breaker_failures, breaker_cooldown_s)
 
     def dispatch(self, alert:Alert) -> DispatchOutcome:
@@ -623,10 +638,14 @@ class AlertDispatcher:
         deadline = t0 + (self.budget_ms - self.spool_reserve_ms) / 1000
         d, live = _Delivery([s.name for s in self.sinks]), []
         for s in self.sinks:
-            if not self._breaker.skip(s.name, t0): live.append(s); continue
-            d.state[s.name], d.errors[s.name] = 'failed', f'skipped: circuit open after {self._breaker.count[s.name]} consecutive failures'
+            if not self._breaker.skip(s.name, t0):
+                live.append(s)
+                continue
+            d.state[s.name], d.errors[s.name] = 'failed', (f'skipped: circuit open after {self._breaker.count[s.name]} consecutive '
+                                                           'failures' )
         try:
-            futures = [self._pools[s.name].submit(_deliver, s, alert, deadline, d, self.spool, self.max_attempts, self.backoff_ms / 1000) for s in live]
+            futures = [self._pools[s.name].submit(_deliver, s, alert, deadline, d, self.spool, self.max_attempts,
+                                                  self.backoff_ms / 1000) for s in live]
             wait_futures(futures, timeout=max(0.0, deadline - time.monotonic()))
         except Exception as e: d.errors['dispatcher'] = _describe(e)
         with d.lock:
@@ -639,8 +658,11 @@ class AlertDispatcher:
             spooled, unspooled = _spool_or_log(self.spool, alert, missing, d.errors, left)
             errors = dict(d.errors)
         for s in live: self._breaker.record(s.name, s.name in delivered, time.monotonic())
-        out = DispatchOutcome(alert.idempotency_key, delivered, spooled, unspooled, errors, round((time.monotonic() - t0) * 1000, 2))
-        if not out.ok: _log(logging.WARNING, 'alert_not_delivered', key=out.idempotency_key, spooled=list(spooled), unspooled=list(unspooled), errors=errors)
+        out = DispatchOutcome(alert.idempotency_key, delivered, spooled, unspooled, errors,
+                              round((time.monotonic() - t0) * 1000, 2))
+        if not out.ok:
+            _log(logging.WARNING, 'alert_not_delivered', key=out.idempotency_key, spooled=list(spooled),
+                 unspooled=list(unspooled), errors=errors)
         return out
 
     def close(self, wait:bool=True) -> None:
@@ -664,19 +686,33 @@ def _replay_part(spool, by_name, report, done, max_entries, batch):
     seen = set()
     while max_entries is None or len(seen) < max_entries:
         try: fresh = [e for e in spool.claim(batch) if e.id not in seen]
-        except Exception as e: report.errors.append(f'{getattr(spool, "url", spool)}: cannot claim entries ({_describe(e)})'); return
+        except Exception as e:
+            report.errors.append(f'{getattr(spool, "url", spool)}: cannot claim entries ({_describe(e)})')
+            return
         if not fresh: return
         for e in fresh:
             seen.add(e.id)
             sink, key = by_name.get(e.sink), (e.alert.idempotency_key, e.sink)
             try:
-                if sink is None: report.skipped += 1; spool.release(e, f'no sink named {e.sink!r} is configured'); continue
-                if key in done: report.duplicates += 1; spool.ack(e); continue
+                if sink is None:
+                    report.skipped += 1
+                    spool.release(e, f'no sink named {e.sink!r} is configured')
+                    continue
+                if key in done:
+                    report.duplicates += 1
+                    spool.ack(e)
+                    continue
                 try: sink.send(e.alert)
                 except Exception as x:
-                    report.failed += 1; report.errors.append(f'{e.sink} {key[0]}: {_describe(x)}'); spool.release(e, _describe(x)); continue
-                done.add(key); report.delivered += 1; spool.ack(e)
-            except Exception as x: report.errors.append(f'spool {getattr(spool, "url", spool)}: {_describe(x)} for {key}')
+                    report.failed += 1
+                    report.errors.append(f'{e.sink} {key[0]}: {_describe(x)}')
+                    spool.release(e, _describe(x))
+                    continue
+                done.add(key)
+                report.delivered += 1
+                spool.ack(e)
+            except Exception as x:
+                report.errors.append(f'spool {getattr(spool, "url", spool)}: {_describe(x)} for {key}')
 
 # %% ../nbs/10_alerts.ipynb #9d81b920
 def replay(spool, sinks:Sequence, max_entries:int|None=None, batch:int=10) -> ReplayReport:
@@ -685,7 +721,9 @@ def replay(spool, sinks:Sequence, max_entries:int|None=None, batch:int=10) -> Re
     for part in [spool] + ([spool.fallback] if getattr(spool, 'fallback', None) is not None else []):
         _replay_part(part, by_name, report, done, max_entries, batch)
     try: report.remaining = spool.count()
-    except Exception as e: report.remaining = -1; report.errors.append(f'cannot count the spool ({_describe(e)})')
+    except Exception as e:
+        report.remaining = -1
+        report.errors.append(f'cannot count the spool ({_describe(e)})')
     return report
 
 # %% ../nbs/10_alerts.ipynb #994d9faf
@@ -715,11 +753,14 @@ _SHA_RE = re.compile(r'[0-9a-f]{64}')
 def _check_put(transaction_id, sha, response, ttl_s):
     "Validated (transaction_id, sha, response JSON, ttl) for put_if_absent"
     _check_id(transaction_id, 'transaction_id')
-    if not isinstance(sha, str) or not _SHA_RE.fullmatch(sha): raise AlertError(f"payload_sha256 must be 64 lowercase hex characters, got {sha!r:.80}")
+    if not isinstance(sha, str) or not _SHA_RE.fullmatch(sha):
+        raise AlertError(f"payload_sha256 must be 64 lowercase hex characters, got {sha!r:.80}")
     if not isinstance(response, Mapping): raise AlertError(f"response must be a dict, got {type(response).__name__}")
     try: body = _json(dict(response))
     except (TypeError, ValueError) as e: raise AlertError(f"response must be JSON-serialisable ({e})") from None
-    if len(body.encode()) > MAX_RESPONSE_BYTES: raise AlertError(f"response is {len(body.encode()):,} bytes as JSON; at most {MAX_RESPONSE_BYTES:,} are stored")
+    if len(body.encode()) > MAX_RESPONSE_BYTES:
+        raise AlertError(f"response is {len(body.encode()):,} bytes as JSON; at most {MAX_RESPONSE_BYTES:,} "
+                         "are stored")
     if isinstance(ttl_s, bool) or not isinstance(ttl_s, (int, float)) or not (1 <= ttl_s <= 366 * 86400):
         raise AlertError(f"ttl_s must be between 1 and {366*86400} seconds, got {ttl_s!r}")
     return body
@@ -749,17 +790,19 @@ class SQLiteIdempotencyStore(IdempotencyStore):
 
     def get(self, transaction_id, now=None):
         "The live record for `transaction_id`, or None"
-        rows = self.db.query('SELECT pk, payload_sha256, response, created_at, expires_at FROM idempotency WHERE pk = ? AND expires_at > ?',
-                             (transaction_id, time.time() if now is None else now))
+        rows = self.db.query('SELECT pk, payload_sha256, response, created_at, expires_at FROM idempotency '
+                             'WHERE pk = ? AND expires_at > ?', (transaction_id, time.time() if now is None else now))
         return IdempotencyRecord(*rows[0][:2], json.loads(rows[0][2]), *rows[0][3:]) if rows else None
 
     def put_if_absent(self, transaction_id, payload_sha256, response, ttl_s, now=None):
         "Store unless a live record exists: (True, None), or (False, the existing record)"
         body = _check_put(transaction_id, payload_sha256, response, ttl_s)
         now = time.time() if now is None else now
-        n = self.db.execute('INSERT INTO idempotency VALUES (?,?,?,?,?) ON CONFLICT(pk) DO UPDATE SET payload_sha256 = excluded.payload_sha256, '
-                            'response = excluded.response, created_at = excluded.created_at, expires_at = excluded.expires_at '
-                            'WHERE idempotency.expires_at <= ?', (transaction_id, payload_sha256, body, now, now + ttl_s, now))
+        n = self.db.execute('INSERT INTO idempotency VALUES (?,?,?,?,?) ON CONFLICT(pk) DO UPDATE SET '
+                            'payload_sha256 = excluded.payload_sha256, '
+                            'response = excluded.response, created_at = excluded.created_at, expires_at = '
+                            'excluded.expires_at ' 'WHERE idempotency.expires_at <= ?',
+                            (transaction_id, payload_sha256, body, now, now + ttl_s, now))
         self._writes += 1
         if self.purge_every and self._writes % self.purge_every == 0: self.purge_expired(now)
         return (True, None) if n else (False, self.get(transaction_id, now))
@@ -781,12 +824,13 @@ class DynamoDBIdempotencyStore(IdempotencyStore):
     "Request idempotency in a DynamoDB table (pk, conditional put, TTL on `expires_at`)"
     backend = 'dynamodb'
     def __init__(self, table:str, client=None, connect_timeout:float=0.5, read_timeout:float=1.0):
-        self.table = _check_table(table)
+        self.table = check_table(table)
         self.client = client or aws_client('dynamodb', connect_timeout, read_timeout)
 
     def get(self, transaction_id, now=None):
         "The live record for `transaction_id` (strongly consistent read), or None"
-        item = self.client.get_item(TableName=self.table, Key={'pk': {'S': transaction_id}}, ConsistentRead=True).get('Item')
+        item = self.client.get_item(TableName=self.table, Key={'pk': {'S': transaction_id}},
+                                    ConsistentRead=True).get('Item')
         if not item: return None
         rec = _record_from_item(item)
         return rec if rec.expires_at > (time.time() if now is None else now) else None
@@ -798,8 +842,10 @@ class DynamoDBIdempotencyStore(IdempotencyStore):
         item = {'pk': {'S': transaction_id}, 'payload_sha256': {'S': payload_sha256}, 'response': {'S': body},
                 'created_at': {'N': repr(round(now, 3))}, 'expires_at': {'N': str(math.ceil(now + ttl_s))}}
         try:
-            self.client.put_item(TableName=self.table, Item=item, ConditionExpression='attribute_not_exists(pk) OR expires_at < :now',
-                                 ExpressionAttributeValues={':now': {'N': str(int(now))}}, ReturnValuesOnConditionCheckFailure='ALL_OLD')
+            self.client.put_item(TableName=self.table, Item=item,
+                                 ConditionExpression='attribute_not_exists(pk) OR expires_at < :now',
+                                 ExpressionAttributeValues={':now': {'N': str(int(now))}},
+                                 ReturnValuesOnConditionCheckFailure='ALL_OLD')
             return True, None
         except Exception as e:
             if _error_code(e) != 'ConditionalCheckFailedException': raise
@@ -807,26 +853,30 @@ class DynamoDBIdempotencyStore(IdempotencyStore):
         return False, (_record_from_item(old) if old else self.get(transaction_id, now))
 
 # %% ../nbs/10_alerts.ipynb #fa303189
-_TRAFFIC_COLUMNS = ['transaction_id', 'scored_at', *TRAFFIC_FEATURES, 'fraud_probability', 'decision', 'model_version']
-_TRAFFIC_SCHEMA = ('CREATE TABLE IF NOT EXISTS traffic (id INTEGER PRIMARY KEY, transaction_id TEXT NOT NULL, scored_at REAL NOT NULL, '
-                   + ', '.join(f'"{f}" REAL NOT NULL' for f in TRAFFIC_FEATURES)
-                   + ', fraud_probability REAL NOT NULL, decision TEXT NOT NULL, model_version TEXT NOT NULL);\n'
-                   'CREATE INDEX IF NOT EXISTS traffic_scored_at ON traffic(scored_at);')
+_TRAFFIC_COLUMNS = ['transaction_id', 'scored_at', *FEATURES, 'fraud_probability', 'decision', 'model_version']
+_TRAFFIC_SCHEMA = ('CREATE TABLE IF NOT EXISTS traffic (id INTEGER PRIMARY KEY, transaction_id TEXT NOT '
+                   'NULL, scored_at REAL NOT NULL, ' + ', '.join(f'"{f}" REAL NOT NULL'
+                                                                 for f in FEATURES) + ', fraud_probability REAL NOT NULL, decision TEXT NOT NULL, model_version TEXT NOT '
+                   'NULL);\n' 'CREATE INDEX IF NOT EXISTS traffic_scored_at ON traffic(scored_at);')
 _TRAFFIC_QUOTED = ', '.join(f'"{c}"' for c in _TRAFFIC_COLUMNS)
 _TRAFFIC_INSERT = f'INSERT INTO traffic({_TRAFFIC_QUOTED}) VALUES ({", ".join("?" * len(_TRAFFIC_COLUMNS))})'
 
 def _traffic_row(transaction_id, features, fraud_probability, decision, model_version, scored_at):
     "One validated traffic row as a tuple in _TRAFFIC_COLUMNS order"
     if isinstance(features, Mapping):
-        missing = [f for f in TRAFFIC_FEATURES if f not in features]
-        if missing: raise AlertError(f"features lack {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}; expected the 30 inputs Time, V1..V28, Amount")
-        features = [features[f] for f in TRAFFIC_FEATURES]
+        missing = [f for f in FEATURES if f not in features]
+        if missing:
+            raise AlertError(f"features lack {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}; "
+                             "expected the 30 inputs Time, V1..V28, Amount")
+        features = [features[f] for f in FEATURES]
     try: vals = [float(v) for v in features]
-    except (TypeError, ValueError) as e: raise AlertError(f"features must be 30 numbers (Time, V1..V28, Amount): {e}") from None
-    if len(vals) != len(TRAFFIC_FEATURES): raise AlertError(f"features must be 30 numbers (Time, V1..V28, Amount), got {len(vals)}")
-    if decision not in TRAFFIC_DECISIONS: raise AlertError(f"decision must be one of {TRAFFIC_DECISIONS}, got {decision!r:.40}")
-    return (_check_id(transaction_id, 'transaction_id'), time.time() if scored_at is None else _epoch(scored_at), *vals,
-            _check_probability(fraud_probability), decision, _check_id(model_version, 'model_version'))
+    except (TypeError, ValueError) as e:
+        raise AlertError(f"features must be 30 numbers (Time, V1..V28, Amount): {e}") from None
+    if len(vals) != len(FEATURES):
+        raise AlertError(f"features must be 30 numbers (Time, V1..V28, Amount), got {len(vals)}")
+    if decision not in DECISIONS: raise AlertError(f"decision must be one of {DECISIONS}, got {decision!r:.40}")
+    return (_check_id(transaction_id, 'transaction_id'), time.time() if scored_at is None else _epoch(scored_at),
+            *vals, _check_probability(fraud_probability), decision, _check_id(model_version, 'model_version'))
 
 # %% ../nbs/10_alerts.ipynb #b96769c5
 class TrafficLog:
@@ -835,13 +885,16 @@ class TrafficLog:
         self.path = Path(path)
         self.db = _SQLiteDB(path, 'NORMAL', _TRAFFIC_SCHEMA)
 
-    def record(self, transaction_id:str, features, fraud_probability:float, decision:str, model_version:str, scored_at=None) -> None:
-        "Append one scored transaction; `features` is 30 numbers in TRAFFIC_FEATURES order or a dict by name"
-        self.db.execute(_TRAFFIC_INSERT, _traffic_row(transaction_id, features, fraud_probability, decision, model_version, scored_at))
+    def record(self, transaction_id:str, features, fraud_probability:float, decision:str, model_version:str,
+               scored_at=None) -> None:
+        "Append one scored transaction; `features` is 30 numbers in FEATURES order or a dict by name"
+        self.db.execute(_TRAFFIC_INSERT,
+                        _traffic_row(transaction_id, features, fraud_probability, decision, model_version, scored_at))
 
     def record_many(self, rows:Sequence[Mapping]) -> int:
         "Append many rows (dicts with `record`'s argument names) in one transaction"
-        tuples = [_traffic_row(r['transaction_id'], r['features'], r['fraud_probability'], r['decision'], r['model_version'], r.get('scored_at')) for r in rows]
+        tuples = [_traffic_row(r['transaction_id'], r['features'], r['fraud_probability'], r['decision'],
+                               r['model_version'], r.get('scored_at')) for r in rows]
         with self.db.transaction() as c: c.executemany(_TRAFFIC_INSERT, tuples)
         return len(tuples)
 
@@ -853,92 +906,12 @@ def read_traffic(path, since=None, until=None, limit:int|None=None) -> list[dict
     if not Path(path).exists(): raise AlertError(f"{path}: no traffic log there")
     db = _SQLiteDB(path, 'NORMAL', _TRAFFIC_SCHEMA)
     try:
-        rows = db.query(f'SELECT {_TRAFFIC_QUOTED} FROM traffic WHERE scored_at >= ? AND scored_at < ? ORDER BY scored_at, id LIMIT ?',
-                        (_epoch(since) if since is not None else -math.inf, _epoch(until) if until is not None else math.inf, -1 if limit is None else int(limit)))
+        rows = db.query(f'SELECT {_TRAFFIC_QUOTED} FROM traffic WHERE scored_at >= ? AND scored_at < ? '
+                        'ORDER BY scored_at, id LIMIT ?', (_epoch(since) if since is not None else -math.inf,
+                                                           _epoch(until) if until is not None else math.inf, -1
+                                                           if limit is None else int(limit)))
     finally: db.close()
     return [dict(zip(_TRAFFIC_COLUMNS, r)) for r in rows]
-
-# %% ../nbs/10_alerts.ipynb #decc212c
-SINK_NAMES = ('sqlite', 'sns', 'dynamodb', 'webhook')
-ENV_PREFIX = 'FRAUD_LAMBDA_'
-
-@dataclass(frozen=True)
-class AlertSettings:
-    "Validated alert, spool, idempotency and traffic-log settings"
-    sinks: tuple = ('sqlite',)
-    sns_topic_arn: str|None = None
-    alerts_table: str|None = None
-    webhook_url: str|None = None
-    spool: str = ''
-    budget_ms: int = 250
-    state_db: Path = Path('state.db')
-    idempotency_table: str|None = None
-    idempotency_ttl_s: int = 86400
-    traffic_log: Path|None = None
-    aws_connect_timeout_s: float = 0.5
-    aws_read_timeout_s: float = 1.0
-
-# %% ../nbs/10_alerts.ipynb #3c31946d
-def _env_int(env, name, default, lo, hi):
-    "An integer variable within [lo, hi]"
-    raw = env.get(name)
-    if raw is None or str(raw).strip() == '': return default
-    try: v = int(str(raw).strip())
-    except ValueError: v = None
-    if v is None or not lo <= v <= hi: raise AlertConfigError(f"{name} must be an integer between {lo} and {hi}, got {raw!r:.60}")
-    return v
-
-def _default_state_db(env) -> Path:
-    "Where local state lives when FRAUD_LAMBDA_STATE_DB is unset: `state.db` in the store's `default_home()`"
-    if env.get('AWS_LAMBDA_FUNCTION_NAME'): return Path('/tmp/fraud-lambda/state.db')
-    if env.get('FRAUD_LAMBDA_HOME'): return Path(env['FRAUD_LAMBDA_HOME']).expanduser()/'state.db'
-    from fraud_lambda.store import default_home
-    return default_home()/'state.db'
-
-def _parse_sinks(raw) -> tuple:
-    "The FRAUD_LAMBDA_ALERT_SINKS list"
-    names = [s.strip().lower() for s in (raw or 'sqlite').split(',') if s.strip()]
-    if names == ['none']: return ()
-    bad = [n for n in names if n not in SINK_NAMES]
-    if bad or not names or len(set(names)) != len(names):
-        raise AlertConfigError(f"{ENV_PREFIX}ALERT_SINKS must be a comma-separated list of distinct names from {', '.join(SINK_NAMES)} (or 'none'), got {raw!r:.80}")
-    return tuple(names)
-
-def _parse_spool(raw, state_db) -> str:
-    "The normalised FRAUD_LAMBDA_SPOOL url"
-    raw = (raw or '').strip()
-    if raw in ('', 'sqlite', 'sqlite://'): return f'sqlite://{state_db}'
-    if raw.startswith('sqlite://') and len(raw) > len('sqlite://'): return raw
-    if raw.startswith('sqs://') and len(raw) > len('sqs://'):
-        url = raw[len('sqs://'):]
-        url = url if url.startswith(('http://', 'https://')) else 'https://' + url
-        if urllib.parse.urlsplit(url).netloc and urllib.parse.urlsplit(url).path.strip('/'): return 'sqs://' + url
-    raise AlertConfigError(f"{ENV_PREFIX}SPOOL must be sqlite:///abs/path.db, sqlite://relative/path.db or sqs://https://sqs.REGION.amazonaws.com/ACCOUNT/QUEUE, got {raw!r:.120}")
-
-# %% ../nbs/10_alerts.ipynb #59b86c8b
-def load_alert_settings(env:Mapping|None=None) -> AlertSettings:
-    "Validate the FRAUD_LAMBDA_* alert variables in `env` (default: os.environ)"
-    env = os.environ if env is None else env
-    P = ENV_PREFIX
-    sinks = _parse_sinks(env.get(P + 'ALERT_SINKS'))
-    def need(var, check, what):
-        v = (env.get(P + var) or '').strip()
-        if not v: raise AlertConfigError(f"{P}{var} must be set to {what} because {P}ALERT_SINKS includes it")
-        return check(v, P + var)
-    topic = need('SNS_TOPIC_ARN', _check_topic_arn, 'an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:NAME)') if 'sns' in sinks else None
-    table = need('ALERTS_TABLE', _check_table, 'a DynamoDB table name') if 'dynamodb' in sinks else None
-    hook = need('WEBHOOK_URL', _check_url, 'an http(s) URL') if 'webhook' in sinks else None
-    state_db = Path(env.get(P + 'STATE_DB') or _default_state_db(env)).expanduser()
-    idem_table = (env.get(P + 'IDEMPOTENCY_TABLE') or '').strip() or None
-    if idem_table: _check_table(idem_table, P + 'IDEMPOTENCY_TABLE')
-    tl = (env.get(P + 'TRAFFIC_LOG') or '').strip()
-    if tl.lower() == 'off' or (not tl and env.get('AWS_LAMBDA_FUNCTION_NAME')): traffic = None
-    else: traffic = Path(tl).expanduser() if tl else state_db.with_name('traffic.db')
-    return AlertSettings(sinks, topic, table, hook, _parse_spool(env.get(P + 'SPOOL'), state_db),
-                         _env_int(env, P + 'ALERT_BUDGET_MS', 250, 10, 30_000), state_db, idem_table,
-                         _env_int(env, P + 'IDEMPOTENCY_TTL_S', 86400, 1, 366 * 86400), traffic,
-                         _env_int(env, P + 'AWS_CONNECT_TIMEOUT_MS', 500, 10, 60_000) / 1000,
-                         _env_int(env, P + 'AWS_READ_TIMEOUT_MS', 1000, 10, 60_000) / 1000)
 
 # %% ../nbs/10_alerts.ipynb #917715da
 def _settings(settings) -> AlertSettings:
@@ -946,16 +919,19 @@ def _settings(settings) -> AlertSettings:
 
 def build_sinks(settings=None) -> list:
     "The configured sinks, in FRAUD_LAMBDA_ALERT_SINKS order"
-    s = _settings(settings); t = dict(connect_timeout=s.aws_connect_timeout_s, read_timeout=s.aws_read_timeout_s)
+    s = _settings(settings)
+    t = dict(connect_timeout=s.aws_connect_timeout_s, read_timeout=s.aws_read_timeout_s)
     make = {'sqlite': lambda: SQLiteSink(s.state_db), 'sns': lambda: SNSSink(s.sns_topic_arn, **t),
-            'dynamodb': lambda: DynamoDBSink(s.alerts_table, **t), 'webhook': lambda: WebhookSink(s.webhook_url, timeout_s=s.aws_read_timeout_s)}
+            'dynamodb': lambda: DynamoDBSink(s.alerts_table, **t),
+            'webhook': lambda: WebhookSink(s.webhook_url, timeout_s=s.aws_read_timeout_s)}
     return [make[n]() for n in s.sinks]
 
 def build_spool(settings=None):
     "The configured spool: an SQLiteSpool, or an SQSSpool with a local fallback"
     s = _settings(settings)
     if s.spool.startswith('sqs://'):
-        return SQSSpool(s.spool[len('sqs://'):], fallback=SQLiteSpool(s.state_db), connect_timeout=s.aws_connect_timeout_s, read_timeout=s.aws_read_timeout_s)
+        return SQSSpool(s.spool[len('sqs://'):], fallback=SQLiteSpool(s.state_db),
+                        connect_timeout=s.aws_connect_timeout_s, read_timeout=s.aws_read_timeout_s)
     return SQLiteSpool(s.spool[len('sqlite://'):])
 
 def build_dispatcher(settings=None) -> AlertDispatcher:
@@ -966,7 +942,9 @@ def build_dispatcher(settings=None) -> AlertDispatcher:
 def build_idempotency_store(settings=None) -> IdempotencyStore:
     "DynamoDB when FRAUD_LAMBDA_IDEMPOTENCY_TABLE is set, else SQLite in the state DB"
     s = _settings(settings)
-    if s.idempotency_table: return DynamoDBIdempotencyStore(s.idempotency_table, connect_timeout=s.aws_connect_timeout_s, read_timeout=s.aws_read_timeout_s)
+    if s.idempotency_table:
+        return DynamoDBIdempotencyStore(s.idempotency_table, connect_timeout=s.aws_connect_timeout_s,
+                                        read_timeout=s.aws_read_timeout_s)
     return SQLiteIdempotencyStore(s.state_db)
 
 def build_traffic_log(settings=None) -> TrafficLog|None:
@@ -984,8 +962,8 @@ def list_spool(env:Mapping|None=None, limit:int=50) -> dict:
     "The configured spool's size and, for local entries, the oldest `limit` (what `fraud-lambda alerts spool` prints)"
     spool = build_spool(load_alert_settings(env))
     local = spool.fallback if isinstance(spool, SQSSpool) else spool
-    entries = [{'sink': e.sink, 'idempotency_key': e.alert.idempotency_key, 'attempts': e.attempts, 'spooled_at': _utc_iso(e.spooled_at),
-                'error': e.error} for e in local.entries(limit)]
+    entries = [{'sink': e.sink, 'idempotency_key': e.alert.idempotency_key, 'attempts': e.attempts,
+                'spooled_at': _utc_iso(e.spooled_at), 'error': e.error} for e in local.entries(limit)]
     return {'spool': spool.url, 'count': spool.count(), 'local_entries': entries}
 
 def list_alerts(env:Mapping|None=None, since=None, limit:int=50) -> list[dict]:

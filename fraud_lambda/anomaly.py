@@ -13,7 +13,7 @@ from sklearn.ensemble import IsolationForest
 from sklearn.covariance import MinCovDet
 from sklearn.linear_model import LogisticRegression
 from .data import time_split, xy
-from .preprocess import INPUTS
+from .schema import FEATURES
 from .features import Preprocessor
 from .metrics import ranking_metrics, bootstrap_metrics, paired_bootstrap, expected_cost, decide, _stratified_weights
 from .scorer import Scorer, anomaly_percentile
@@ -42,7 +42,8 @@ def make_detector(name:str, seed:int=0) -> Pipeline:
 
 def fit_detector(name:str, X_legit, seed:int=0, mcd_rows:int=10_000) -> Pipeline:
     "A detector fitted on legitimate rows (a random `mcd_rows` of them for a robust covariance); no labels involved"
-    det = make_detector(name, seed); X_legit = np.asarray(X_legit, dtype=np.float64)
+    det = make_detector(name, seed)
+    X_legit = np.asarray(X_legit, dtype=np.float64)
     if isinstance(det[-1], MinCovDet) and len(X_legit) > mcd_rows:
         X_legit = X_legit[np.sort(np.random.default_rng(seed).choice(len(X_legit), mcd_rows, replace=False))]
     return det.fit(X_legit)
@@ -50,7 +51,8 @@ def fit_detector(name:str, X_legit, seed:int=0, mcd_rows:int=10_000) -> Pipeline
 # %% ../nbs/16_anomaly.ipynb #3ca293e0
 def raw_score(detector, X) -> np.ndarray:
     "The detector's raw score as scikit-learn gives it: `score_samples` of a forest (higher is normal), squared Mahalanobis distance of a covariance estimator"
-    steps = hasattr(detector, 'steps'); last = detector[-1] if steps else detector
+    steps = hasattr(detector, 'steps')
+    last = detector[-1] if steps else detector
     Z = detector[:-1].transform(X) if steps else np.asarray(X, dtype=np.float64)
     return last.mahalanobis(Z) if hasattr(last, 'mahalanobis') else last.score_samples(Z)
 
@@ -70,9 +72,11 @@ def compare_detectors(detectors:dict, fit_s:dict, X, y, p, thresholds:dict, budg
     "Validation metrics of each fitted detector's unusualness, and the classifier's approved frauds it flags within the budget"
     missed, rows = (np.asarray(y) == 1) & (np.asarray(p) < thresholds['review']), {}
     for name, det in detectors.items():
-        u = unusualness(det, X); m = ranking_metrics(y, u)
-        rows[name] = {'fit_s': round(fit_s[name], 1), 'average_precision': m['average_precision'], 'roc_auc': m['roc_auc'],
-                      'recall_at_fpr_1pct': m['recall_at_fpr_1pct'], 'recall_at_fpr_0_1pct': m['recall_at_fpr_0_1pct'],
+        u = unusualness(det, X)
+        m = ranking_metrics(y, u)
+        rows[name] = {'fit_s': round(fit_s[name], 1), 'average_precision': m['average_precision'],
+                      'roc_auc': m['roc_auc'], 'recall_at_fpr_1pct': m['recall_at_fpr_1pct'],
+                      'recall_at_fpr_0_1pct': m['recall_at_fpr_0_1pct'],
                       'approved_frauds_flagged': f"{int((missed & budget_flags(u, budget)).sum())} of {int(missed.sum())}"}
     return pd.DataFrame(rows).T
 
@@ -85,7 +89,8 @@ def calibration_table(unusual_train, n_points:int=1001, tail_points:int=200) -> 
     "(levels, quantiles): `n_points` even levels plus `tail_points` in the top 0.1%, and the unusualness of training legitimate traffic at them"
     if n_points < 2: raise ValueError(f"n_points must be >= 2, got {n_points}")
     u = np.asarray(unusual_train, dtype=np.float64)
-    if u.ndim != 1 or len(u) == 0 or not np.isfinite(u).all(): raise ValueError('unusualness must be a non-empty 1-D array of finite numbers')
+    if u.ndim != 1 or len(u) == 0 or not np.isfinite(u).all():
+        raise ValueError('unusualness must be a non-empty 1-D array of finite numbers')
     tail = 1 - np.geomspace(1e-3, 1 / len(u), tail_points + 1)[1:] if tail_points and len(u) > 1000 else []
     levels = np.unique(np.r_[np.linspace(0, 1, n_points), tail])
     return levels, np.maximum.accumulate(np.quantile(u, levels))
@@ -106,7 +111,9 @@ def max_rule(p, anomaly, p_reference_legit) -> np.ndarray:
     _, rank = np.unique(np.column_stack([primary, np.asarray(p, dtype=np.float64)]), axis=0, return_inverse=True)
     return np.asarray(rank, dtype=np.float64).ravel()
 
-def _logit(v, eps): v = np.clip(np.asarray(v, dtype=np.float64), eps, 1 - eps); return np.log(v) - np.log1p(-v)
+def _logit(v, eps):
+    v = np.clip(np.asarray(v, dtype=np.float64), eps, 1 - eps)
+    return np.log(v) - np.log1p(-v)
 
 def stack_features(p, anomaly) -> np.ndarray:
     "Inputs of the stacked layer: logit of the probability and of the anomaly score"
@@ -119,12 +126,16 @@ def fit_stack(p, anomaly, y) -> LogisticRegression:
 # %% ../nbs/16_anomaly.ipynb #42af7f16
 def missed_and_caught(y, p, anomaly, thresholds:dict, amount=None, budget:float=0.005) -> dict:
     "For the review and block thresholds: frauds the classifier misses, and how many of them the anomaly score's top `budget` flags"
-    y, p = np.asarray(y), np.asarray(p); flagged = budget_flags(anomaly, budget)
+    y, p = np.asarray(y), np.asarray(p)
+    flagged = budget_flags(anomaly, budget)
     out = {'alerts': int(flagged.sum()), 'alert_frauds': int((flagged & (y == 1)).sum()), 'budget': budget}
     for k in ('review', 'block'):
-        missed = (y == 1) & (p < thresholds[k]); caught = missed & flagged
+        missed = (y == 1) & (p < thresholds[k])
+        caught = missed & flagged
         out[k] = {'threshold': float(thresholds[k]), 'missed': int(missed.sum()), 'caught': int(caught.sum())}
-        if amount is not None: out[k].update(missed_amount=float(np.sum(np.asarray(amount)[missed])), caught_amount=float(np.sum(np.asarray(amount)[caught])))
+        if amount is not None:
+            out[k].update(missed_amount=float(np.sum(np.asarray(amount)[missed])),
+                          caught_amount=float(np.sum(np.asarray(amount)[caught])))
     return out
 
 # %% ../nbs/16_anomaly.ipynb #87e653c1
@@ -135,47 +146,60 @@ def scatter_plot(y, p, anomaly, thresholds:dict, budget_cut:float, route_at:floa
     legit = np.flatnonzero(y == 0); legit = np.random.default_rng(seed).choice(legit, min(max_legit, len(legit)), replace=False)
     fig, ax = plt.subplots(figsize=(8, 6))
     ax.scatter(p[legit], a[legit], s=3, alpha=0.25, color='#4C72B0', label=f'legitimate (random {len(legit):,})')
-    ax.scatter(p[y == 1], a[y == 1], s=22, alpha=0.9, color='#C44E52', edgecolor='k', linewidth=0.3, label=f'fraud (all {int((y == 1).sum())})')
-    ax.set_xscale('logit'); ax.set_yscale('logit')
-    xt, yt = [1e-6, 1e-4, 1e-2, 0.5, 1 - 1e-2, 1 - 1e-4, 1 - 1e-6], [0.01, 0.5, 0.9, 0.99, 0.999, 0.9999, 0.99999, 1 - 1e-6]
-    ax.set_xticks(xt, ['1e-6', '1e-4', '0.01', '0.5', '0.99', '0.9999', '1-1e-6']); ax.set_yticks(yt, ['0.01', '0.5', '0.9', '0.99', '0.999', '0.9999', '0.99999', '1'])
+    ax.scatter(p[y == 1], a[y == 1], s=22, alpha=0.9, color='#C44E52', edgecolor='k', linewidth=0.3,
+               label=f'fraud (all {int((y == 1).sum())})')
+    ax.set_xscale('logit')
+    ax.set_yscale('logit')
+    xt, yt = [1e-6, 1e-4, 1e-2, 0.5, 1 - 1e-2, 1 - 1e-4, 1 - 1e-6], [0.01, 0.5, 0.9, 0.99, 0.999, 0.9999, 0.99999,
+                                                                     1 - 1e-6]
+    ax.set_xticks(xt, ['1e-6', '1e-4', '0.01', '0.5', '0.99', '0.9999', '1-1e-6'])
+    ax.set_yticks(yt, ['0.01', '0.5', '0.9', '0.99', '0.999', '0.9999', '0.99999', '1'])
     ax.minorticks_off()
-    ax.axvline(thresholds['review'], color='grey', ls=':', label='review threshold'); ax.axvline(thresholds['block'], color='k', ls=':', label='block threshold')
+    ax.axvline(thresholds['review'], color='grey', ls=':', label='review threshold')
+    ax.axvline(thresholds['block'], color='k', ls=':', label='block threshold')
     ax.axhline(min(max(budget_cut, 1e-2), 1 - 1e-6), color='#DD8452', ls='--', label='alert budget cut')
-    if route_at is not None: ax.axhline(route_at, color='#55A868', ls='-.', label='review routing threshold (policy on)')
-    ax.set_xlabel('fraud probability (classifier, logit scale)'); ax.set_ylabel('anomaly score (percentile of legitimate traffic, logit scale)')
-    ax.set_title('Holdout: classifier score against anomaly score'); ax.legend(fontsize=8, loc='lower right')
+    if route_at is not None:
+        ax.axhline(route_at, color='#55A868', ls='-.', label='review routing threshold (policy on)')
+    ax.set_xlabel('fraud probability (classifier, logit scale)')
+    ax.set_ylabel('anomaly score (percentile of legitimate traffic, logit scale)')
+    ax.set_title('Holdout: classifier score against anomaly score')
+    ax.legend(fontsize=8, loc='lower right')
     return fig
 
 # %% ../nbs/16_anomaly.ipynb #098ecf30
 NEVER = 1.0 + 1e-9
 
-def policy_cost(y, p, anomaly, amount, thresholds:dict, threshold:float, review_cost:float=5.0, block_cost:float=25.0) -> float:
+def policy_cost(y, p, anomaly, amount, thresholds:dict, threshold:float, review_cost:float=5.0,
+                block_cost:float=25.0) -> float:
     "Expected cost when approvals with anomaly score >= `threshold` go to review (the cost model of `expected_cost`)"
     d = decide(p, thresholds['review'], thresholds['block'])
     d = np.where((d == 0) & (np.asarray(anomaly) >= threshold), 1, d)
     y, amount = np.asarray(y), np.asarray(amount, dtype=np.float64)
     return float(np.sum(amount * ((d == 0) & (y == 1))) + review_cost * np.sum(d == 1) + block_cost * np.sum((d == 2) & (y == 0)))
 
-def tune_anomaly_policy(y, p, anomaly, amount, thresholds:dict, review_cost:float=5.0, block_cost:float=25.0, n_boot:int=1000, seed:int=0) -> dict:
+def tune_anomaly_policy(y, p, anomaly, amount, thresholds:dict, review_cost:float=5.0, block_cost:float=25.0,
+                        n_boot:int=1000, seed:int=0) -> dict:
     "The review-routing threshold with the lowest cost on these (validation) rows, and whether it pays (saving > 0 with its 95% bootstrap interval above 0)"
-    y, p, a, amount = np.asarray(y), np.asarray(p), np.asarray(anomaly, dtype=np.float64), np.asarray(amount, dtype=np.float64)
+    y, p, a, amount = np.asarray(y), np.asarray(p), np.asarray(anomaly, dtype=np.float64), np.asarray(amount,
+                                                                                                      dtype=np.float64)
     approved = p < thresholds['review']
     base = policy_cost(y, p, a, amount, thresholds, NEVER, review_cost, block_cost)
-    out = {'route_to_review': False, 'threshold': None, 'decided_on': 'validation', 'review_cost': review_cost, 'block_cost': block_cost,
-           'cost_without': base, 'approved_frauds': int((approved & (y == 1)).sum())}
+    out = {'route_to_review': False, 'threshold': None, 'decided_on': 'validation', 'review_cost': review_cost,
+           'block_cost': block_cost, 'cost_without': base, 'approved_frauds': int((approved & (y == 1)).sum())}
     cands = np.unique(a[approved & (y == 1)])
     if not len(cands): return {**out, 'reason': 'no approved fraud to catch'}
     costs = np.array([policy_cost(y, p, a, amount, thresholds, t, review_cost, block_cost) for t in cands])
-    t = float(cands[int(np.argmin(costs))]); routed = approved & (a >= t)
+    t = float(cands[int(np.argmin(costs))])
+    routed = approved & (a >= t)
     gain = np.where(routed, amount * y - review_cost, 0.0)
     rng = np.random.default_rng(seed)
     reps = np.array([np.dot(_stratified_weights(y, rng), gain) for _ in range(n_boot)])
     saving, ci = base - float(costs.min()), [float(v) for v in np.percentile(reps, [2.5, 97.5])]
     pays = saving > 0 and ci[0] > 0
-    return {**out, 'route_to_review': bool(pays), 'threshold': t if pays else None, 'candidate_threshold': t, 'cost_with': float(costs.min()),
-            'saving': saving, 'saving_ci95': ci, 'routed': int(routed.sum()), 'routed_frauds': int((routed & (y == 1)).sum()),
-            'reason': 'pays on validation' if pays else ('saves nothing on validation' if saving <= 0 else 'saving not distinguishable from 0 on validation')}
+    return {**out, 'route_to_review': bool(pays), 'threshold': t if pays else None, 'candidate_threshold': t,
+            'cost_with': float(costs.min()), 'saving': saving, 'saving_ci95': ci, 'routed': int(routed.sum()),
+            'routed_frauds': int((routed & (y == 1)).sum()), 'reason': 'pays on validation' if pays
+            else ('saves nothing on validation' if saving <= 0 else 'saving not distinguishable from 0 on validation')}
 
 # %% ../nbs/16_anomaly.ipynb #4a2bcb93
 def _plain(v):
@@ -190,9 +214,11 @@ def _plain(v):
 def save_anomaly(out_dir, detector, doc:dict) -> Path:
     "Write models/anomaly.joblib, then anomaly.json, into `out_dir`"
     import joblib
-    out = Path(out_dir); (out/'models').mkdir(parents=True, exist_ok=True)
+    out = Path(out_dir)
+    (out/'models').mkdir(parents=True, exist_ok=True)
     joblib.dump(detector, out/'models'/'anomaly.joblib')
-    p = out/'anomaly.json'; p.write_text(json.dumps(_plain(doc), indent=1, allow_nan=False))
+    p = out/'anomaly.json'
+    p.write_text(json.dumps(_plain(doc), indent=1, allow_nan=False))
     return p
 
 # %% ../nbs/16_anomaly.ipynb #28bb777d
@@ -206,24 +232,33 @@ def _holdout_rows(data) -> np.ndarray:
 def bench_anomaly(classifier, detector, table:tuple, data, out_dir='reports/bench', n:int=2000, warmup:int=200, policy:dict|None=None,
                   name:str|None=None, primary:bool=True, work_dir=None) -> dict:
     "Time the anomaly score (ours vs scikit-learn, one row) and `score_one` with and without the detector; merge into `out_dir/results.json`; `table` is (levels, quantiles)"
-    from fraud_lambda.bench import interleaved_latencies, summarize_ns, merge_into, machine_info
-    X = _holdout_rows(data); name = name or type(detector[-1] if hasattr(detector, 'steps') else detector).__name__
-    work = Path(work_dir or tempfile.mkdtemp(prefix='fraud-lambda-anomaly-bench-')); th = {'review': 0.5, 'block': 0.9}
+    from fraud_lambda.timing import interleaved_latencies, summarize_ns, merge_into, machine_info
+    X = _holdout_rows(data)
+    name = name or type(detector[-1] if hasattr(detector, 'steps') else detector).__name__
+    work = Path(work_dir or tempfile.mkdtemp(prefix='fraud-lambda-anomaly-bench-'))
+    th = {'review': 0.5, 'block': 0.9}
     plain = Scorer.from_path(save_bundle(classifier, work/f'{name}-plain', {'thresholds': th}))
-    both = Scorer.from_path(save_bundle(classifier, work/f'{name}-anomaly', {'thresholds': th}, anomaly=export_anomaly(detector, table[1], policy, name=name, levels=table[0])))
+    both = Scorer.from_path(save_bundle(classifier, work/f'{name}-anomaly', {'thresholds': th},
+                                        anomaly=export_anomaly(detector, table[1], policy, name=name,
+                                                               levels=table[0])))
     raw_sk = raw_score(detector, X)
     parity = float(np.abs(both.anomaly_batch(X)[0] - raw_sk).max() / max(1.0, float(np.abs(raw_sk).max())))
-    rows = [(dict(zip(INPUTS, x)), X[i:i + 1]) for i, x in enumerate(X[:max(n, warmup)].tolist())]
+    rows = [(dict(zip(FEATURES, x)), X[i:i + 1]) for i, x in enumerate(X[:max(n, warmup)].tolist())]
     machine = machine_info()
     one = {k: summarize_ns(v) for k, v in interleaved_latencies({'fraud_lambda': lambda r: both.anomaly_one(r[0]),
-                                                                  'sklearn': lambda r: raw_score(detector, r[1])}, rows, n, warmup).items()}
+                                                                 'sklearn': lambda r: raw_score(detector, r[1])}, rows,
+                                                                n, warmup).items()}
     full = {k: summarize_ns(v) for k, v in interleaved_latencies({'with_anomaly': lambda r: both.score_one(r[0]),
-                                                                   'without_anomaly': lambda r: plain.score_one(r[0])}, rows, n, warmup).items()}
+                                                                  'without_anomaly': lambda r: plain.score_one(r[0])},
+                                                                 rows, n, warmup).items()}
     machine['load_avg_1m_end'] = os.getloadavg()[0]
-    s = {'anomaly_single_p50_ms': {k: v['p50_ms'] for k, v in one.items()}, 'anomaly_single_p99_ms': {k: v['p99_ms'] for k, v in one.items()},
-         'single_with_anomaly_p99_ms': full['with_anomaly']['p99_ms'], 'single_without_anomaly_p99_ms': full['without_anomaly']['p99_ms'],
-         'single_with_anomaly_p50_ms': full['with_anomaly']['p50_ms'], 'single_without_anomaly_p50_ms': full['without_anomaly']['p50_ms'],
-         'anomaly_detector': name, 'anomaly_parity_max_rel_diff': parity, 'anomaly_calls': n, 'anomaly_machine': machine}
+    s = {'anomaly_single_p50_ms': {k: v['p50_ms'] for k, v in one.items()},
+         'anomaly_single_p99_ms': {k: v['p99_ms'] for k, v in one.items()},
+         'single_with_anomaly_p99_ms': full['with_anomaly']['p99_ms'],
+         'single_without_anomaly_p99_ms': full['without_anomaly']['p99_ms'],
+         'single_with_anomaly_p50_ms': full['with_anomaly']['p50_ms'],
+         'single_without_anomaly_p50_ms': full['without_anomaly']['p50_ms'], 'anomaly_detector': name,
+         'anomaly_parity_max_rel_diff': parity, 'anomaly_calls': n, 'anomaly_machine': machine}
     new = {'scoring': {**(s if primary else {}), 'anomaly_by_detector': {name: s}}}
     return merge_into(Path(out_dir)/'results.json', new)
 
@@ -232,7 +267,9 @@ def bench_anomaly_from_run(run_dir, data, out_dir='reports/bench', n:int=2000, w
     import joblib
     run_dir = Path(run_dir)
     for f in ('models/chosen.joblib', 'models/anomaly.joblib', 'anomaly.json'):
-        if not (run_dir/f).exists(): raise FileNotFoundError(f"{run_dir}: no {f}; run the report with its anomaly step first")
+        if not (run_dir/f).exists():
+            raise FileNotFoundError(f"{run_dir}: no {f}; run the report with its anomaly step first")
     a = json.loads((run_dir/'anomaly.json').read_text())
-    return bench_anomaly(joblib.load(run_dir/'models'/'chosen.joblib'), joblib.load(run_dir/'models'/'anomaly.joblib'), (a['calibration']['levels'], a['calibration']['quantiles']),
-                         data, out_dir, n, warmup, policy=a['policy'], name=a['detector'])
+    return bench_anomaly(joblib.load(run_dir/'models'/'chosen.joblib'), joblib.load(run_dir/'models'/'anomaly.joblib'),
+                         (a['calibration']['levels'], a['calibration']['quantiles']), data, out_dir, n, warmup,
+                         policy=a['policy'], name=a['detector'])

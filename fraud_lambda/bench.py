@@ -4,56 +4,40 @@
 
 # %% ../nbs/21_bench.ipynb #ae7565d7
 from __future__ import annotations
-import contextlib, copy, http.client, json, os, platform, shutil, signal, subprocess, sys, tempfile, threading, time, urllib.error, urllib.request, uuid, zipfile
+import contextlib, copy, http.client, json, os, platform, shutil, signal, subprocess, sys, tempfile, threading, time
+import urllib.error, urllib.request, uuid, zipfile
 from configparser import ConfigParser
 from datetime import datetime, timezone
 from importlib.metadata import distribution, PackageNotFoundError
 from pathlib import Path
 from urllib.parse import urlsplit
 import numpy as np
-from .preprocess import INPUTS
+from .schema import FEATURES
+from .timing import interleaved_latencies, machine_info, merge_into, summarize_ns
 from .scorer import Scorer, decide
 from .convert import save_bundle
 
 # %% auto #0
-__all__ = ['HTTP_TARGETS', 'MB', 'SECTIONS', 'interleaved_latencies', 'summarize_ns', 'single_threaded', 'single_latency',
-           'batch_throughput', 'cold_start', 'serving_requirements', 'installed_mb', 'dir_mb', 'machine_info',
-           'merge_into', 'results_markdown', 'run_scoring_bench', 'local_env', 'publish_champion', 'transaction_bodies',
-           'handler_latency', 'free_port', 'stop_process', 'start_local_api', 'wrk_script', 'run_wrk', 'python_load',
-           'http_load', 'lambda_python', 'unpack_package', 'MotoServer', 'aws_clients', 'aws_resources', 'read_queue',
-           'lambda_env', 'invoke_clean_runtime', 'compile_tree', 'rest_event', 'clean_runtime_cold_start',
-           'package_bench', 'handler_markdown', 'http_markdown', 'package_markdown', 'bench_markdown',
-           'targets_markdown', 'resolve_run', 'run_label', 'run_all']
-
-# %% ../nbs/21_bench.ipynb #1e6469fa
-def interleaved_latencies(contenders:dict, rows:list, n:int=2000, warmup:int=200, block:int=200, block_warmup:int=5) -> dict:
-    "Per-call nanoseconds for each `{name: fn}` called on `rows` in turn, in alternating blocks, after a warm-up"
-    for fn in contenders.values():
-        for i in range(warmup): fn(rows[i % len(rows)])
-    out = {k: np.empty(n, dtype=np.int64) for k in contenders}
-    clock = time.perf_counter_ns
-    for start in range(0, n, block):
-        for name, fn in contenders.items():
-            ts = out[name]
-            for i in range(block_warmup): fn(rows[(start + i) % len(rows)])
-            for i in range(start, min(start + block, n)):
-                r = rows[i % len(rows)]; t0 = clock(); fn(r); ts[i] = clock() - t0
-    return out
-
-def summarize_ns(ns) -> dict:
-    "Median, p99 and mean of per-call nanoseconds, in milliseconds"
-    ns = np.asarray(ns)
-    return {'p50_ms': float(np.median(ns)) / 1e6, 'p99_ms': float(np.percentile(ns, 99)) / 1e6, 'mean_ms': float(ns.mean()) / 1e6, 'n': int(len(ns))}
+__all__ = ['HTTP_TARGETS', 'MB', 'SECTIONS', 'single_threaded', 'single_latency', 'batch_throughput', 'cold_start',
+           'serving_requirements', 'installed_mb', 'dir_mb', 'results_markdown', 'run_scoring_bench', 'local_env',
+           'publish_champion', 'transaction_bodies', 'handler_latency', 'free_port', 'stop_process', 'start_local_api',
+           'wrk_script', 'run_wrk', 'python_load', 'http_load', 'lambda_python', 'unpack_package', 'MotoServer',
+           'aws_clients', 'aws_resources', 'read_queue', 'lambda_env', 'invoke_clean_runtime', 'compile_tree',
+           'rest_event', 'clean_runtime_cold_start', 'package_bench', 'handler_markdown', 'http_markdown',
+           'package_markdown', 'bench_markdown', 'targets_markdown', 'resolve_run', 'run_label', 'run_all']
 
 # %% ../nbs/21_bench.ipynb #27b22da7
 def single_threaded(model):
     "A copy of `model` with every `n_jobs` parameter set to 1, or None if it has none"
-    m = copy.deepcopy(model); changed = False
+    m = copy.deepcopy(model)
+    changed = False
     def visit(est):
         nonlocal changed
         if hasattr(est, 'get_params'):
             for k, v in est.get_params(deep=False).items():
-                if k == 'n_jobs' and v not in (None, 1): est.set_params(n_jobs=1); changed = True
+                if k == 'n_jobs' and v not in (None, 1):
+                    est.set_params(n_jobs=1)
+                    changed = True
                 elif hasattr(v, 'get_params'): visit(v)
         for part in list(getattr(est, 'steps', [])) + list(getattr(est, 'estimators', []) or []):
             if isinstance(part, tuple): visit(part[1])
@@ -62,7 +46,7 @@ def single_threaded(model):
 
 def single_latency(scorer:Scorer, model, X, n:int=2000, warmup:int=200) -> dict:
     "p50/p99 of one transaction: `scorer.score_one(dict)` against `model.predict_proba` on a (1, 30) float64 array"
-    rows = [(dict(zip(INPUTS, x)), X[i:i + 1]) for i, x in enumerate(X.tolist())]
+    rows = [(dict(zip(FEATURES, x)), X[i:i + 1]) for i, x in enumerate(X.tolist())]
     contenders = {'fraud_lambda': lambda r: scorer.score_one(r[0]), 'sklearn': lambda r: model.predict_proba(r[1])}
     one = single_threaded(model)
     if one is not None: contenders['sklearn_n_jobs_1'] = lambda r: one.predict_proba(r[1])
@@ -74,7 +58,9 @@ def batch_throughput(scorer:Scorer, model, X, repeats:int=3) -> dict:
     times = {'fraud_lambda': [], 'sklearn': []}
     for _ in range(repeats):
         for name, fn in (('fraud_lambda', scorer.score_batch), ('sklearn', model.predict_proba)):
-            t0 = time.perf_counter(); fn(X); times[name].append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            fn(X)
+            times[name].append(time.perf_counter() - t0)
     return {k: len(X) / float(np.median(v)) for k, v in times.items()}
 
 # %% ../nbs/21_bench.ipynb #79f11ee2
@@ -105,7 +91,8 @@ def cold_start(bundle_dir, joblib_path, x, runs:int=5) -> dict:
     "Median process wall time and in-process first-answer time (ms) of ours vs scikit-learn in fresh interpreters"
     res = {'fraud_lambda': [], 'sklearn': []}
     for _ in range(runs):
-        res['fraud_lambda'].append(_run_cold(_COLD_OURS, str(bundle_dir), json.dumps(dict(zip(INPUTS, list(map(float, x)))))))
+        res['fraud_lambda'].append(_run_cold(_COLD_OURS, str(bundle_dir),
+                                             json.dumps(dict(zip(FEATURES, list(map(float, x)))))))
         res['sklearn'].append(_run_cold(_COLD_SKLEARN, str(joblib_path), json.dumps(list(map(float, x)))))
     ps = {k: v[0][2] for k, v in res.items()}
     if abs(ps['fraud_lambda'] - ps['sklearn']) > 1e-9: raise RuntimeError(f"cold-start answers differ: {ps}")
@@ -116,13 +103,15 @@ def cold_start(bundle_dir, joblib_path, x, runs:int=5) -> dict:
 def serving_requirements(settings=None) -> list:
     "The `requirements` line of settings.ini (by default the checkout this package is imported from)"
     import fraud_lambda
-    from fraud_lambda.data import project_root
+    from fraud_lambda.config import project_root
     if settings is None:
         root = project_root(Path(fraud_lambda.__file__).parent) or project_root()
         settings = root/'settings.ini' if root else Path('settings.ini')
     settings = Path(settings)
-    if not settings.exists(): raise FileNotFoundError(f"{settings}: no settings.ini to read the serving requirements from")
-    cfg = ConfigParser(); cfg.read(settings)
+    if not settings.exists():
+        raise FileNotFoundError(f"{settings}: no settings.ini to read the serving requirements from")
+    cfg = ConfigParser()
+    cfg.read(settings)
     return cfg['DEFAULT']['requirements'].split()
 
 def _closure(reqs):
@@ -131,7 +120,8 @@ def _closure(reqs):
     from packaging.utils import canonicalize_name
     seen, todo = {}, [Requirement(r) for r in reqs]
     while todo:
-        r = todo.pop(); name = canonicalize_name(r.name)
+        r = todo.pop()
+        name = canonicalize_name(r.name)
         if name in seen or (r.marker and not r.marker.evaluate({'extra': ''})): continue
         try: dist = distribution(r.name)
         except PackageNotFoundError: continue
@@ -154,27 +144,6 @@ def dir_mb(path) -> float:
     "MB of the files under a directory (a bundle, an unpacked package)"
     return sum(f.stat().st_size for f in Path(path).rglob('*') if f.is_file()) / 2**20
 
-# %% ../nbs/21_bench.ipynb #dfbed758
-def machine_info() -> dict:
-    "Date, CPU model, core count, load, python and numpy versions"
-    cpu = platform.processor() or platform.machine()
-    try: cpu = next(l.split(':', 1)[1].strip() for l in Path('/proc/cpuinfo').read_text().splitlines() if l.startswith('model name'))
-    except (OSError, StopIteration): pass
-    return {'date': datetime.now(timezone.utc).isoformat(timespec='seconds'), 'cpu_model': cpu, 'cpus': os.cpu_count(),
-            'load_avg_1m': os.getloadavg()[0], 'python': platform.python_version(), 'numpy': np.__version__}
-
-def merge_into(path, new:dict) -> dict:
-    "Deep-merge `new` into the JSON object at `path` (created if missing); return the result"
-    path = Path(path)
-    doc = json.loads(path.read_text()) if path.exists() else {}
-    def merge(a, b):
-        for k, v in b.items(): a[k] = merge(a[k], v) if isinstance(v, dict) and isinstance(a.get(k), dict) else v
-        return a
-    doc = merge(doc, new)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix('.json.tmp'); tmp.write_text(json.dumps(doc, indent=1)); os.replace(tmp, path)
-    return doc
-
 # %% ../nbs/21_bench.ipynb #ea7f8d31
 def _fmt(v, unit=''):
     return '-' if v is None else (f"{v:,.0f}{unit}" if v >= 100 else f"{v:.3g}{unit}")
@@ -192,17 +161,29 @@ def results_markdown(s:dict) -> str:
     for name, o in s.get('others', {}).items():
         d = o['single_p50_ms']
         rows.append(f"| {name}: one transaction, p50 (ms) | {_fmt(d['fraud_lambda'])} | {_fmt(d['sklearn'])} | {_fmt(d.get('sklearn_n_jobs_1'))} | {ratio(d['fraud_lambda'], min(v for k, v in d.items() if k != 'fraud_lambda'))} |")
-        d = o['batch_rows_per_s']; rows.append(f"| {name}: batch, rows/s | {_fmt(d['fraud_lambda'])} | {_fmt(d['sklearn'])} | - | {ratio(d['sklearn'], d['fraud_lambda'])} |")
+        d = o['batch_rows_per_s']
+        rows.append(f"| {name}: batch, rows/s | {_fmt(d['fraud_lambda'])} | {_fmt(d['sklearn'])} | - | {ratio(d['sklearn'], d['fraud_lambda'])} |")
     if 'anomaly_single_p50_ms' in s:
         for q in ('p50', 'p99'):
-            d = s[f'anomaly_single_{q}_ms']; rows.append(f"| anomaly score ({s.get('anomaly_detector', '?')}), {q} (ms) | {_fmt(d['fraud_lambda'])} | {_fmt(d['sklearn'])} | - | {ratio(d['fraud_lambda'], d['sklearn'])} |")
-        rows.append(f"| one transaction with / without the anomaly score, p99 (ms) | {_fmt(s['single_with_anomaly_p99_ms'])} / {_fmt(s['single_without_anomaly_p99_ms'])} | - | - | - |")
+            d = s[f'anomaly_single_{q}_ms']
+            rows.append(f"| anomaly score ({s.get('anomaly_detector', '?')}), {q} (ms) | "
+                        f"{_fmt(d['fraud_lambda'])} | {_fmt(d['sklearn'])} | - | "
+                        f"{ratio(d['fraud_lambda'], d['sklearn'])} |")
+        rows.append("| one transaction with / without the anomaly score, p99 (ms) | "
+                    f"{_fmt(s['single_with_anomaly_p99_ms'])} / "
+                    f"{_fmt(s['single_without_anomaly_p99_ms'])} | - | - | - |")
     if 'cold_start_ms' in s:
-        d = s['cold_start_ms']; rows.append(f"| cold start, process (ms) | {_fmt(d['fraud_lambda'])} | {_fmt(d['sklearn'])} | - | {ratio(d['fraud_lambda'], d['sklearn'])} |")
+        d = s['cold_start_ms']
+        rows.append(f"| cold start, process (ms) | {_fmt(d['fraud_lambda'])} | {_fmt(d['sklearn'])} | "
+                    f"- | {ratio(d['fraud_lambda'], d['sklearn'])} |")
     m = s.get('machine', {})
-    head = f"Scoring benchmark, {m.get('date', '?')}, {m.get('cpu_model', '?')} ({m.get('cpus', '?')} cores, load {m.get('load_avg_1m', 0):.1f}), python {m.get('python', '?')}; model: {s.get('model', '?')}.\n\n"
+    head = (f"Scoring benchmark, {m.get('date', '?')}, {m.get('cpu_model', '?')} "
+            f"({m.get('cpus', '?')} cores, load {m.get('load_avg_1m', 0):.1f}), python "
+            f"{m.get('python', '?')}; model: {s.get('model', '?')}.\n\n" )
     fp = s.get('footprint_mb', {})
-    tail = f"\n\nServing dependencies {_fmt(fp.get('serving_deps_unzipped'))} MB unzipped; bundle {_fmt(fp.get('bundle'))} MB. Speed-up = slower / faster (for latency, against the faster scikit-learn setting)."
+    tail = (f"\n\nServing dependencies {_fmt(fp.get('serving_deps_unzipped'))} MB unzipped; bundle "
+            f"{_fmt(fp.get('bundle'))} MB. Speed-up = slower / faster (for latency, against the "
+            "faster scikit-learn setting)." )
     return head + '\n'.join(rows) + tail
 
 # %% ../nbs/21_bench.ipynb #2d692195
@@ -224,30 +205,36 @@ def _max_diff(scorer, model, X):
     return float(np.abs(scorer.score_batch(X) - model.predict_proba(X)[:, 1]).max())
 
 def run_scoring_bench(model, seed_model, data, out_dir='reports/bench', n_single:int=2000, warmup:int=200,
-                      cold_runs:int=5, batch_repeats:int=3, model_name:str|None=None, work_dir=None, others:dict|None=None) -> dict:
+                      cold_runs:int=5, batch_repeats:int=3, model_name:str|None=None, work_dir=None,
+                      others:dict|None=None) -> dict:
     "Benchmark `model` (and the seed pipeline and `others` {name: model}, if given) against scikit-learn on `data`; merge results into `out_dir`"
     model, seed_model, X = _load(model), _load(seed_model) if seed_model is not None else None, _holdout(data)
     work = Path(work_dir or tempfile.mkdtemp(prefix='fraud-lambda-bench-'))
     th = {'review': 0.5, 'block': 0.9}
     bpath = save_bundle(model, work/'model-bundle', {'thresholds': th, 'name': model_name or type(model).__name__})
     scorer = Scorer.from_path(bpath)
-    import joblib; joblib.dump(model, work/'model.joblib')
+    import joblib
+    joblib.dump(model, work/'model.joblib')
     s = {'model': model_name or type(model).__name__, 'machine': machine_info(), 'holdout_rows': len(X),
          'parity_max_abs_diff': {'model': _max_diff(scorer, model, X)}}
     lat = single_latency(scorer, model, X, n_single, warmup)
     s['single_p50_ms'] = {k: v['p50_ms'] for k, v in lat.items()}
     s['single_p99_ms'] = {k: v['p99_ms'] for k, v in lat.items()}
     if seed_model is not None:
-        seed_scorer = Scorer.from_path(save_bundle(seed_model, work/'seed-bundle', {'thresholds': th, 'name': 'seed_smote_rf'}))
+        seed_scorer = Scorer.from_path(save_bundle(seed_model, work/'seed-bundle',
+                                                   {'thresholds': th, 'name': 'seed_smote_rf'}))
         s['parity_max_abs_diff']['seed_rf'] = _max_diff(seed_scorer, seed_model, X)
         lat = single_latency(seed_scorer, seed_model, X, n_single, warmup)
         s['seed_rf_single_p50_ms'] = {k: v['p50_ms'] for k, v in lat.items()}
         s['seed_rf_single_p99_ms'] = {k: v['p99_ms'] for k, v in lat.items()}
     for name, other in (others or {}).items():
-        other = _load(other); sc_o = Scorer.from_path(save_bundle(other, work/f'{name}-bundle', {'thresholds': th, 'name': name}))
+        other = _load(other)
+        sc_o = Scorer.from_path(save_bundle(other, work/f'{name}-bundle', {'thresholds': th, 'name': name}))
         lat = single_latency(sc_o, other, X, n_single, warmup)
-        s.setdefault('others', {})[name] = {'parity_max_abs_diff': _max_diff(sc_o, other, X), 'single_p50_ms': {k: v['p50_ms'] for k, v in lat.items()},
-                                           'single_p99_ms': {k: v['p99_ms'] for k, v in lat.items()}, 'batch_rows_per_s': batch_throughput(sc_o, other, X, batch_repeats)}
+        s.setdefault('others', {})[name] = {'parity_max_abs_diff': _max_diff(sc_o, other, X),
+                                            'single_p50_ms': {k: v['p50_ms'] for k, v in lat.items()},
+                                            'single_p99_ms': {k: v['p99_ms'] for k, v in lat.items()},
+                                            'batch_rows_per_s': batch_throughput(sc_o, other, X, batch_repeats)}
     s['batch_rows_per_s'] = batch_throughput(scorer, model, X, batch_repeats)
     cs = cold_start(bpath, work/'model.joblib', X[0], cold_runs)
     s['cold_start_ms'], s['cold_start_first_answer_ms'], s['cold_start_runs'] = cs['process_ms'], cs['first_answer_ms'], cs['runs']
@@ -255,15 +242,17 @@ def run_scoring_bench(model, seed_model, data, out_dir='reports/bench', n_single
     deps = installed_mb(serving_requirements())
     fp = {'serving_deps_unzipped': sum(deps.values()), 'serving_deps_by_package': deps, 'bundle': dir_mb(bpath)}
     doc = merge_into(Path(out_dir)/'results.json', {'scoring': s, 'footprint_mb': fp})
-    (Path(out_dir)/'results.md').write_text(results_markdown({**doc['scoring'], 'footprint_mb': doc['footprint_mb']}) + '\n')
+    (Path(out_dir)/'results.md').write_text(results_markdown({**doc['scoring'],
+                                                              'footprint_mb': doc['footprint_mb']}) + '\n')
     return doc
 
 # %% ../nbs/21_bench.ipynb #2419b438
 def local_env(work) -> dict:
     "The handler's default local configuration under `work`: local store, SQLite idempotency, SQLite alert log and traffic log"
     work = Path(work)
-    return {'FRAUD_LAMBDA_HOME': str(work/'home'), 'FRAUD_LAMBDA_STORE_URI': str(work/'store'), 'FRAUD_LAMBDA_CACHE_DIR': str(work/'cache'),
-            'FRAUD_LAMBDA_STATE_DB': str(work/'state.db'), 'FRAUD_LAMBDA_TRAFFIC_LOG': str(work/'traffic.db'), 'FRAUD_LAMBDA_ALERT_SINKS': 'sqlite'}
+    return {'FRAUD_LAMBDA_HOME': str(work/'home'), 'FRAUD_LAMBDA_STORE_URI': str(work/'store'),
+            'FRAUD_LAMBDA_CACHE_DIR': str(work/'cache'), 'FRAUD_LAMBDA_STATE_DB': str(work/'state.db'),
+            'FRAUD_LAMBDA_TRAFFIC_LOG': str(work/'traffic.db'), 'FRAUD_LAMBDA_ALERT_SINKS': 'sqlite'}
 
 def publish_champion(bundle_dir, store_uri, name:str='fraud', **store_opts) -> str:
     "Publish `bundle_dir` to the store at `store_uri`, make it the champion of `name` and return its version"
@@ -273,9 +262,12 @@ def publish_champion(bundle_dir, store_uri, name:str='fraud', **store_opts) -> s
 def transaction_bodies(X, run_tag:str, n:int, seed:int=0) -> list:
     "`n` JSON request bodies of rows of `X` drawn at random (with replacement only if n > rows), with ids `<run_tag>-<i>`"
     X = np.asarray(X, dtype=np.float64)
-    if X.ndim != 2 or X.shape[1] != len(INPUTS) or not len(X): raise ValueError(f"X must be a non-empty (n, {len(INPUTS)}) array of {', '.join(INPUTS[:2])}..{INPUTS[-1]}, got shape {X.shape}")
+    if X.ndim != 2 or X.shape[1] != len(FEATURES) or not len(X):
+        raise ValueError(f"X must be a non-empty (n, {len(FEATURES)}) array of "
+                         f"{', '.join(FEATURES[:2])}..{FEATURES[-1]}, got shape {X.shape}")
     idx = np.random.default_rng(seed).choice(len(X), n, replace=n > len(X))
-    return [json.dumps({'transaction_id': f'{run_tag}-{i}', **dict(zip(INPUTS, X[j].tolist()))}, separators=(',', ':')).encode() for i, j in enumerate(idx)]
+    return [json.dumps({'transaction_id': f'{run_tag}-{i}', **dict(zip(FEATURES, X[j].tolist()))},
+                       separators=(',', ':')).encode() for i, j in enumerate(idx)]
 
 # %% ../nbs/21_bench.ipynb #373f77ef
 def _flagged(response) -> bool:
@@ -304,24 +296,30 @@ def _stage_contenders(svc, scorer, bodies) -> dict:
     from fraud_lambda.alerts import hash_payload
     txs = [ScoreRequest.model_validate_json(b) for b in bodies]
     s = scorer.score_one(txs[0].model_dump())
-    response = {'transaction_id': txs[0].transaction_id, 'fraud_probability': s.fraud_probability, 'decision': s.decision,
-                'reasons': s.reasons, 'model_version': s.model_version, 'latency_ms': 0.1}
+    response = {'transaction_id': txs[0].transaction_id, 'fraud_probability': s.fraud_probability,
+                'decision': s.decision, 'reasons': s.reasons, 'model_version': s.model_version, 'latency_ms': 0.1}
     ttl, it = svc.settings.alert.idempotency_ttl_s, {k: iter(txs) for k in ('score', 'idempotency', 'traffic')}
     raw = iter(bodies)
     def idempotency(_):
-        tx = next(it['idempotency']); sha = hash_payload(tx.model_dump(mode='json'))
+        tx = next(it['idempotency'])
+        sha = hash_payload(tx.model_dump(mode='json'))
         svc.idempotency.put_if_absent(tx.transaction_id, sha, response, ttl)
     def traffic(_):
-        tx = next(it['traffic']); svc.traffic.record(tx.transaction_id, [getattr(tx, f) for f in INPUTS], s.fraud_probability, s.decision, s.model_version)
-    return {'validate': lambda _: ScoreRequest.model_validate_json(next(raw)), 'score': lambda _: scorer.score_one(next(it['score']).model_dump()),
-            'idempotency': idempotency, 'traffic_log': traffic}
+        tx = next(it['traffic'])
+        svc.traffic.record(tx.transaction_id, [getattr(tx, f) for f in FEATURES], s.fraud_probability, s.decision,
+                           s.model_version)
+    return {'validate': lambda _: ScoreRequest.model_validate_json(next(raw)),
+            'score': lambda _: scorer.score_one(next(it['score']).model_dump()), 'idempotency': idempotency,
+            'traffic_log': traffic}
 
 # %% ../nbs/21_bench.ipynb #2e4ab96d
-def handler_latency(bundle_dir, X, n:int=2000, warmup:int=200, work_dir=None, block:int=200, block_warmup:int=5, seed:int=0) -> dict:
+def handler_latency(bundle_dir, X, n:int=2000, warmup:int=200, work_dir=None, block:int=200, block_warmup:int=5,
+                    seed:int=0) -> dict:
     "p50/p99 of one transaction through `fraud_lambda.handler.handler` (REST event in, response out), locally configured, with its stages"
     from fraud_lambda import handler as H
     from fraud_lambda.server import make_event, count_alerts
-    work = Path(work_dir or tempfile.mkdtemp(prefix='fraud-lambda-handler-bench-')); env = local_env(work)
+    work = Path(work_dir or tempfile.mkdtemp(prefix='fraud-lambda-handler-bench-'))
+    env = local_env(work)
     version = publish_champion(bundle_dir, env['FRAUD_LAMBDA_STORE_URI'])
     calls, tag = warmup + n + -(-n // block) * block_warmup, 'hb' + uuid.uuid4().hex[:10]
     hdr = {'Content-Type': 'application/json', 'User-Agent': 'fraud-lambda-bench'}
@@ -329,7 +327,8 @@ def handler_latency(bundle_dir, X, n:int=2000, warmup:int=200, work_dir=None, bl
     responses, metrics_was = [], H.METRICS_ON
     H.METRICS_ON = False
     try:
-        svc = H.init(env); scorer = svc.holder.get()
+        svc = H.init(env)
+        scorer = svc.holder.get()
         call = _next_event(events, responses)
         contenders = {'handler': call, 'handler_metrics_on': _metrics_on(call),
                       **_stage_contenders(svc, scorer, transaction_bodies(X, tag + 's', calls, seed + 1))}
@@ -337,28 +336,38 @@ def handler_latency(bundle_dir, X, n:int=2000, warmup:int=200, work_dir=None, bl
             lat = interleaved_latencies(contenders, [None], n, warmup, block, block_warmup)
     finally: H.METRICS_ON = metrics_was
     bad = [r for r in responses if r['statusCode'] != 200]
-    if bad: raise RuntimeError(f"{len(bad)} of {len(responses)} handler calls did not answer 200, e.g. {bad[0]['statusCode']}: {bad[0].get('body', '')[:300]}")
+    if bad:
+        raise RuntimeError(f"{len(bad)} of {len(responses)} handler calls did not answer 200, e.g. "
+                           f"{bad[0]['statusCode']}: {bad[0].get('body', '')[:300]}")
     s = {k: summarize_ns(v) for k, v in lat.items()}
-    return {'single_p50_ms': s['handler']['p50_ms'], 'single_p99_ms': s['handler']['p99_ms'], 'mean_ms': s['handler']['mean_ms'], 'n': n,
-            'metrics': 'off (FRAUD_LAMBDA_METRICS=off)', 'metrics_on_p50_ms': s['handler_metrics_on']['p50_ms'], 'metrics_on_p99_ms': s['handler_metrics_on']['p99_ms'],
+    return {'single_p50_ms': s['handler']['p50_ms'], 'single_p99_ms': s['handler']['p99_ms'],
+            'mean_ms': s['handler']['mean_ms'], 'n': n, 'metrics': 'off (FRAUD_LAMBDA_METRICS=off)',
+            'metrics_on_p50_ms': s['handler_metrics_on']['p50_ms'],
+            'metrics_on_p99_ms': s['handler_metrics_on']['p99_ms'],
             'stages_p50_ms': {k: s[k]['p50_ms'] for k in ('validate', 'score', 'idempotency', 'traffic_log')},
             'stages_p99_ms': {k: s[k]['p99_ms'] for k in ('validate', 'score', 'idempotency', 'traffic_log')},
-            'calls': len(responses), 'flagged': sum(map(_flagged, responses)), 'alerts_recorded': count_alerts(env['FRAUD_LAMBDA_STATE_DB'], tag),
-            'model_version': version, 'event': 'API Gateway REST (payload v1), as fraud_lambda.server.make_event builds it',
-            'config': 'local store; SQLite idempotency, alert log (FRAUD_LAMBDA_ALERT_SINKS=sqlite) and traffic log; model refresh check every 60 s'}
+            'calls': len(responses), 'flagged': sum(map(_flagged, responses)),
+            'alerts_recorded': count_alerts(env['FRAUD_LAMBDA_STATE_DB'], tag), 'model_version': version,
+            'event': 'API Gateway REST (payload v1), as fraud_lambda.server.make_event builds it',
+            'config': 'local store; SQLite idempotency, alert log (FRAUD_LAMBDA_ALERT_SINKS=sqlite) and '
+            'traffic log; model refresh check every 60 s'}
 
 # %% ../nbs/21_bench.ipynb #6a1c2387
 def free_port() -> int:
     "A TCP port free on 127.0.0.1 right now"
     import socket
-    with socket.socket() as s: s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
 
 def stop_process(proc, timeout_s:float=10.0):
     "Interrupt a subprocess (Ctrl-C), kill it if it does not end within `timeout_s`"
     if proc.poll() is not None: return
     proc.send_signal(signal.SIGINT)
     try: proc.wait(timeout=timeout_s)
-    except subprocess.TimeoutExpired: proc.kill(); proc.wait()
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 def _health(url) -> tuple:
     try:
@@ -370,9 +379,11 @@ def _health(url) -> tuple:
 _SERVE_NODELAY = ("import sys; from fraud_lambda import server; server._APIHandler.disable_nagle_algorithm = True; "
                   "from fraud_lambda.cli import main; sys.exit(main(sys.argv[1:]))")
 
-def start_local_api(env:dict, api_key:str, port:int|None=None, timeout_s:float=60.0, log_path=None, tcp_nodelay:bool=False) -> tuple:
+def start_local_api(env:dict, api_key:str, port:int|None=None, timeout_s:float=60.0, log_path=None,
+                    tcp_nodelay:bool=False) -> tuple:
     "Start `fraud-lambda serve` on 127.0.0.1 in a subprocess with `env` added to the environment; wait for /health; return (process, url)"
-    port = port or free_port(); url = f'http://127.0.0.1:{port}'
+    port = port or free_port()
+    url = f'http://127.0.0.1:{port}'
     log_path = Path(log_path or tempfile.mkstemp(prefix='fraud-lambda-serve-', suffix='.log')[1])
     entry = ['-c', _SERVE_NODELAY] if tcp_nodelay else ['-m', 'fraud_lambda.cli']
     with open(log_path, 'wb') as log:
@@ -382,11 +393,13 @@ def start_local_api(env:dict, api_key:str, port:int|None=None, timeout_s:float=6
     while True:
         status, body = _health(url)
         if status == 200: return proc, url
-        why = (f"exited with status {proc.returncode}" if proc.poll() is not None else f"answered /health with {status}: {body[:300]!r}" if status
+        why = (f"exited with status {proc.returncode}" if proc.poll() is not None
+               else f"answered /health with {status}: {body[:300]!r}" if status
                else f"did not answer within {timeout_s:.0f} s" if time.monotonic() > deadline else None)
         if why:
             stop_process(proc)
-            raise RuntimeError(f"the local API on {url} {why}; its log: {log_path.read_text(errors='replace')[-1500:]}")
+            raise RuntimeError(f"the local API on {url} {why}; its log: "
+                               f"{log_path.read_text(errors='replace')[-1500:]}")
         time.sleep(0.1)
 
 # %% ../nbs/21_bench.ipynb #e2ab5c1e
@@ -446,29 +459,38 @@ def _tail(body:bytes) -> str:
 def wrk_script(tails:list, run_tag:str, api_key:str) -> str:
     "The wrk Lua script posting `tails` (request bodies after the transaction id) with unique ids `<run_tag>-<thread>-<n>`"
     for name, v in (('run_tag', run_tag), ('api_key', api_key)):
-        if not all(c.isalnum() or c in '-_.' for c in v): raise ValueError(f"{name} must be letters, digits, '-', '_' or '.', got {v!r}")
+        if not all(c.isalnum() or c in '-_.' for c in v):
+            raise ValueError(f"{name} must be letters, digits, '-', '_' or '.', got {v!r}")
     if any(']==]' in t for t in tails): raise ValueError("a row contains ']==]', which would end its Lua string")
-    return _WRK_LUA.replace('__ROWS__', ',\n'.join(f'[==[{t}]==]' for t in tails)).replace('__RUN_TAG__', run_tag).replace('__API_KEY__', api_key)
+    return _WRK_LUA.replace('__ROWS__', ',\n'.join(f'[==[{t}]==]' for t in tails)).replace('__RUN_TAG__',
+                                                                                           run_tag).replace('__API_KEY__',
+                                                                                                            api_key)
 
 # %% ../nbs/21_bench.ipynb #a7513bad
 def _load_result(tool, duration_s, requests, p50, p90, p99, mx, mean, errors:dict, sent, ok, non_2xx, flagged) -> dict:
-    return {'tool': tool, 'duration_s': duration_s, 'requests': requests, 'requests_per_s': requests / duration_s if duration_s else 0.0,
-            'p50_ms': p50, 'p90_ms': p90, 'p99_ms': p99, 'max_ms': mx, 'mean_ms': mean, 'errors': sum(errors.values()),
-            'errors_by_kind': errors, 'sent': sent, 'ok': ok, 'non_2xx': non_2xx, 'flagged': flagged}
+    return {'tool': tool, 'duration_s': duration_s, 'requests': requests, 'requests_per_s': requests / duration_s
+            if duration_s else 0.0, 'p50_ms': p50, 'p90_ms': p90, 'p99_ms': p99, 'max_ms': mx, 'mean_ms': mean,
+            'errors': sum(errors.values()), 'errors_by_kind': errors, 'sent': sent, 'ok': ok, 'non_2xx': non_2xx,
+            'flagged': flagged}
 
-def run_wrk(url:str, script:str, duration_s:float, connections:int, threads:int, timeout_s:float=2.0, wrk:str='wrk') -> dict:
+def run_wrk(url:str, script:str, duration_s:float, connections:int, threads:int, timeout_s:float=2.0,
+            wrk:str='wrk') -> dict:
     "Run wrk with `script` against `url` (127.0.0.1 only) for `duration_s`; its figures, errors and the script's counters"
     if urlsplit(url).hostname != '127.0.0.1': raise ValueError(f"load goes to 127.0.0.1 only, got {url}")
     with tempfile.NamedTemporaryFile('w', suffix='.lua', delete=False) as f: f.write(script)
     try:
-        cmd = [wrk, '-t', str(threads), '-c', str(connections), '-d', f'{max(1, round(duration_s))}s', '--timeout', f'{timeout_s:g}s', '-s', f.name, url]
+        cmd = [wrk, '-t', str(threads), '-c', str(connections), '-d', f'{max(1, round(duration_s))}s', '--timeout',
+               f'{timeout_s:g}s', '-s', f.name, url]
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=duration_s + 60)
     finally: os.unlink(f.name)
     line = next((l for l in r.stdout.splitlines() if l.startswith('@@wrk@@ ')), None)
-    if r.returncode != 0 or line is None: raise RuntimeError(f"wrk failed (exit {r.returncode}): {(r.stderr or r.stdout)[-800:]}")
+    if r.returncode != 0 or line is None:
+        raise RuntimeError(f"wrk failed (exit {r.returncode}): {(r.stderr or r.stdout)[-800:]}")
     w = json.loads(line[len('@@wrk@@ '):])
-    r = _load_result('wrk', w['duration_us'] / 1e6, w['requests'], w['p50_us'] / 1e3, w['p90_us'] / 1e3, w['p99_us'] / 1e3, w['max_us'] / 1e3,
-                     w['mean_us'] / 1e3, {k: w[k] for k in ('connect', 'read', 'write', 'timeout')}, w['sent'], w['ok'], w['non_2xx'], w['flagged'])
+    r = _load_result('wrk', w['duration_us'] / 1e6, w['requests'], w['p50_us'] / 1e3, w['p90_us'] / 1e3,
+                     w['p99_us'] / 1e3, w['max_us'] / 1e3, w['mean_us'] / 1e3,
+                     {k: w[k] for k in ('connect', 'read', 'write', 'timeout')}, w['sent'], w['ok'], w['non_2xx'],
+                     w['flagged'])
     return {**r, 'non_2xx_by_class': {'4xx': w['s4xx'], '5xx': w['s5xx'], 'first_status': w['first_bad'] or None}}
 
 # %% ../nbs/21_bench.ipynb #02a02b88
@@ -477,17 +499,27 @@ def python_load(url:str, tails:list, run_tag:str, api_key:str, duration_s:float,
     u = urlsplit(url)
     if u.hostname != '127.0.0.1': raise ValueError(f"load goes to 127.0.0.1 only, got {url}")
     hdr = {'Content-Type': 'application/json', 'x-api-key': api_key}
-    results = [[] for _ in range(connections)]; t0 = time.perf_counter(); stop = t0 + duration_s
+    results = [[] for _ in range(connections)]
+    t0 = time.perf_counter()
+    stop = t0 + duration_s
     def worker(k):
         conn, i = None, 0
         while time.perf_counter() < stop:
-            i += 1; body = f'{{"transaction_id":"{run_tag}-{k + 1}-{i}",{tails[(k * 7919 + i) % len(tails)]}'.encode()
-            conn = conn or http.client.HTTPConnection(u.hostname, u.port, timeout=timeout_s); t = time.perf_counter()
+            i += 1
+            body = f'{{"transaction_id":"{run_tag}-{k + 1}-{i}",{tails[(k * 7919 + i) % len(tails)]}'.encode()
+            conn = conn or http.client.HTTPConnection(u.hostname, u.port, timeout=timeout_s)
+            t = time.perf_counter()
             try:
-                conn.request('POST', '/score', body, hdr); r = conn.getresponse(); data = r.read()
-                results[k].append((r.status, time.perf_counter() - t, r.status == 200 and json.loads(data).get('decision') in ('review', 'block')))
+                conn.request('POST', '/score', body, hdr)
+                r = conn.getresponse()
+                data = r.read()
+                results[k].append((r.status, time.perf_counter() - t, r.status == 200
+                                   and json.loads(data).get('decision') in ('review', 'block')))
             except (OSError, http.client.HTTPException) as e:
-                results[k].append(('timeout' if isinstance(e, TimeoutError) else 'read', time.perf_counter() - t, False)); conn.close(); conn = None
+                results[k].append(('timeout' if isinstance(e, TimeoutError) else 'read', time.perf_counter() - t,
+                                   False))
+                conn.close()
+                conn = None
         if conn: conn.close()
     ths = [threading.Thread(target=worker, args=(k,)) for k in range(connections)]
     for t in ths: t.start()
@@ -496,27 +528,32 @@ def python_load(url:str, tails:list, run_tag:str, api_key:str, duration_s:float,
     lat = np.array([r[1] for r in res if isinstance(r[0], int)]) * 1e3 if res else np.zeros(1)
     q = lambda p: float(np.percentile(lat, p)) if len(lat) else float('nan')
     ok = sum(isinstance(r[0], int) and 200 <= r[0] < 300 for r in res)
-    return _load_result('python', wall, sum(isinstance(r[0], int) for r in res), q(50), q(90), q(99), q(100), float(lat.mean()) if len(lat) else float('nan'),
-                        {k: sum(r[0] == k for r in res) for k in ('read', 'timeout')}, len(res), ok, sum(isinstance(r[0], int) and not 200 <= r[0] < 300 for r in res),
-                        sum(r[2] for r in res))
+    return _load_result('python', wall, sum(isinstance(r[0], int) for r in res), q(50), q(90), q(99), q(100),
+                        float(lat.mean()) if len(lat) else float('nan'),
+                        {k: sum(r[0] == k for r in res) for k in ('read', 'timeout')}, len(res), ok,
+                        sum(isinstance(r[0], int) and not 200 <= r[0] < 300 for r in res), sum(r[2] for r in res))
 
 # %% ../nbs/21_bench.ipynb #0e43b52f
 HTTP_TARGETS = {'requests_per_s': 500, 'p99_ms': 50.0, 'errors': 0}
 
 def _post_n(url, api_key, tails, run_tag, n):
     "POST `n` transactions over one connection (warm-up), refusing anything but 200"
-    u = urlsplit(url); c = http.client.HTTPConnection(u.hostname, u.port, timeout=10)
+    u = urlsplit(url)
+    c = http.client.HTTPConnection(u.hostname, u.port, timeout=10)
     try:
         for i in range(n):
-            c.request('POST', '/score', f'{{"transaction_id":"{run_tag}-{i}",{tails[i % len(tails)]}'.encode(), {'Content-Type': 'application/json', 'x-api-key': api_key})
-            r = c.getresponse(); body = r.read()
+            c.request('POST', '/score', f'{{"transaction_id":"{run_tag}-{i}",{tails[i % len(tails)]}'.encode(),
+                      {'Content-Type': 'application/json', 'x-api-key': api_key})
+            r = c.getresponse()
+            body = r.read()
             if r.status != 200: raise RuntimeError(f"warm-up request {i} to {url} answered {r.status}: {body[:300]!r}")
     finally: c.close()
 
 def _keep(trials) -> tuple:
     good = [t for t in trials if t['p99_ms'] < HTTP_TARGETS['p99_ms'] and t['errors'] == 0 and t['non_2xx'] == 0]
     best = max(good or trials, key=lambda t: t['requests_per_s'])
-    why = ('the highest req/s among trials with p99 < 50 ms and no errors' if good else 'no trial met p99 < 50 ms with no errors; the highest req/s')
+    why = ('the highest req/s among trials with p99 < 50 ms and no errors' if good
+           else 'no trial met p99 < 50 ms with no errors; the highest req/s')
     return best, why
 
 # %% ../nbs/21_bench.ipynb #10351b58
@@ -524,10 +561,12 @@ def _server_counts(traffic_db, run_tag:str) -> tuple:
     "(scored, flagged) by the server for the ids of one run, from its traffic log"
     import sqlite3
     with contextlib.closing(sqlite3.connect(traffic_db)) as c:
-        n, f = c.execute("SELECT COUNT(*), COALESCE(SUM(decision != 'approve'), 0) FROM traffic WHERE transaction_id LIKE ?", (f'{run_tag}-%',)).fetchone()
+        n, f = c.execute("SELECT COUNT(*), COALESCE(SUM(decision != 'approve'), 0) FROM traffic WHERE "
+                         "transaction_id LIKE ?", (f'{run_tag}-%',)).fetchone()
     return n, f
 
-def _http_trial(bundle_dir, tails, work, connections, threads, duration_s, tool, warmup, timeout_s, tcp_nodelay) -> dict:
+def _http_trial(bundle_dir, tails, work, connections, threads, duration_s, tool, warmup, timeout_s,
+                tcp_nodelay) -> dict:
     "One load trial against a fresh server: figures, and the alerts the server recorded for the trial's ids"
     from fraud_lambda.server import count_alerts
     env = {**local_env(work), 'FRAUD_LAMBDA_METRICS': 'off'}
@@ -536,20 +575,24 @@ def _http_trial(bundle_dir, tails, work, connections, threads, duration_s, tool,
     proc, url = start_local_api(env, key, log_path=Path(work)/'serve.log', tcp_nodelay=tcp_nodelay)
     try:
         _post_n(url, key, tails, tag + 'w', warmup)
-        load = (run_wrk(url, wrk_script(tails, tag, key), duration_s, connections, min(threads, connections), timeout_s) if tool == 'wrk'
-                else python_load(url, tails, tag, key, duration_s, connections, timeout_s))
+        load = (run_wrk(url, wrk_script(tails, tag, key), duration_s, connections, min(threads, connections),
+                        timeout_s) if tool == 'wrk' else python_load(url, tails, tag, key, duration_s, connections,
+                                                                     timeout_s))
         time.sleep(1.0)
         alerts = count_alerts(env['FRAUD_LAMBDA_STATE_DB'], tag)
         scored, flagged = _server_counts(env['FRAUD_LAMBDA_TRAFFIC_LOG'], tag)
     finally: stop_process(proc)
-    return {**load, 'connections': connections, 'threads': min(threads, connections) if tool == 'wrk' else connections, 'alerts_recorded': alerts,
-            'scored_by_server': scored, 'flagged_by_server': flagged, 'in_flight_at_stop': scored - load['requests'],
-            'model_version': version, 'server': 'TCP_NODELAY (proposed)' if tcp_nodelay else 'as shipped'}
+    return {**load, 'connections': connections, 'threads': min(threads, connections) if tool == 'wrk' else connections,
+            'alerts_recorded': alerts, 'scored_by_server': scored, 'flagged_by_server': flagged,
+            'in_flight_at_stop': scored - load['requests'], 'model_version': version,
+            'server': 'TCP_NODELAY (proposed)' if tcp_nodelay else 'as shipped'}
 
-_TRIAL_KEYS = ('server', 'connections', 'threads', 'requests_per_s', 'p50_ms', 'p99_ms', 'errors', 'non_2xx', 'flagged', 'flagged_by_server',
-               'alerts_recorded', 'in_flight_at_stop')
+_TRIAL_KEYS = ('server', 'connections', 'threads', 'requests_per_s', 'p50_ms', 'p99_ms', 'errors', 'non_2xx',
+               'flagged', 'flagged_by_server', 'alerts_recorded', 'in_flight_at_stop')
 
-def _trial_row(t) -> dict: return {**{k: t[k] for k in _TRIAL_KEYS}, **({'non_2xx_by_class': t['non_2xx_by_class']} if 'non_2xx_by_class' in t else {})}
+def _trial_row(t) -> dict:
+    return {**{k: t[k] for k in _TRIAL_KEYS},
+            **({'non_2xx_by_class': t['non_2xx_by_class']} if 'non_2xx_by_class' in t else {})}
 
 # %% ../nbs/21_bench.ipynb #a42d15f5
 def http_load(bundle_dir, X, duration_s:float=30, connections=(4, 16), threads:int=1, work_dir=None, tool:str='auto',
@@ -560,31 +603,38 @@ def http_load(bundle_dir, X, duration_s:float=30, connections=(4, 16), threads:i
     from fraud_lambda.server import _APIHandler
     work = Path(work_dir or tempfile.mkdtemp(prefix='fraud-lambda-http-bench-'))
     tails = [_tail(b) for b in transaction_bodies(X, 'x', rows, seed)]
-    trial = lambda c, nd: _http_trial(bundle_dir, tails, work/f"c{c}{'-nodelay' if nd else ''}", c, threads, duration_s, tool, warmup, timeout_s, nd)
+    trial = lambda c, nd: _http_trial(bundle_dir, tails, work/f"c{c}{'-nodelay' if nd else ''}", c, threads,
+                                      duration_s, tool, warmup, timeout_s, nd)
     trials = [trial(c, False) for c in connections]
     kept, why = _keep(trials)
-    out = {**kept, 'kept_because': why, 'targets': HTTP_TARGETS, 'server': 'fraud-lambda serve (LocalAPI, threaded, metrics off) in a subprocess',
+    out = {**kept, 'kept_because': why, 'targets': HTTP_TARGETS,
+           'server': 'fraud-lambda serve (LocalAPI, threaded, metrics off) in a subprocess',
            'trials': [_trial_row(t) for t in trials]}
     if tcp_nodelay_variant and not _APIHandler.disable_nagle_algorithm:
-        variant = [trial(c, True) for c in connections]; vk, vwhy = _keep(variant)
-        out['tcp_nodelay_variant'] = {**{k: vk[k] for k in _TRIAL_KEYS + ('p90_ms', 'requests', 'duration_s')}, 'kept_because': vwhy,
-                                      'trials': [_trial_row(t) for t in variant]}
+        variant = [trial(c, True) for c in connections]
+        vk, vwhy = _keep(variant)
+        out['tcp_nodelay_variant'] = {**{k: vk[k] for k in _TRIAL_KEYS + ('p90_ms', 'requests', 'duration_s')},
+                                      'kept_because': vwhy, 'trials': [_trial_row(t) for t in variant]}
     return out
 
 # %% ../nbs/21_bench.ipynb #1c36b8d3
 def lambda_python() -> tuple:
     "(path, 'X.Y') of an interpreter for the clean runtime: python3.12 (Lambda's), else python3.11"
     for minor in ('3.12', '3.11'):
-        for c in [*sorted(map(str, Path.home().glob(f'.pyenv/versions/{minor}*/bin/python{minor}'))), shutil.which(f'python{minor}')]:
+        for c in [*sorted(map(str, Path.home().glob(f'.pyenv/versions/{minor}*/bin/python{minor}'))),
+                  shutil.which(f'python{minor}')]:
             if not c: continue
-            r = subprocess.run([c, '-c', 'import sys; print("%d.%d" % sys.version_info[:2])'], capture_output=True, text=True)
+            r = subprocess.run([c, '-c', 'import sys; print("%d.%d" % sys.version_info[:2])'], capture_output=True,
+                               text=True)
             if r.returncode == 0 and r.stdout.strip() == minor: return c, minor
-    raise RuntimeError("no python3.12 (or python3.11) interpreter found: install one (e.g. pyenv install 3.12) to run the package as Lambda would")
+    raise RuntimeError("no python3.12 (or python3.11) interpreter found: install one (e.g. pyenv install "
+                       "3.12) to run the package as Lambda would")
 
 def unpack_package(zip_path, dest) -> Path:
     "Unzip the Lambda package into the empty directory `dest`"
     dest = Path(dest)
-    if dest.exists() and any(dest.iterdir()): raise ValueError(f"{dest} is not empty: unpack the package into a new or empty directory")
+    if dest.exists() and any(dest.iterdir()):
+        raise ValueError(f"{dest} is not empty: unpack the package into a new or empty directory")
     with zipfile.ZipFile(zip_path) as z: z.extractall(dest)
     return dest
 
@@ -592,37 +642,45 @@ def unpack_package(zip_path, dest) -> Path:
 class MotoServer:
     "moto's standalone server on 127.0.0.1 and a free port, in a subprocess; a context manager"
     def __init__(self, port:int|None=None):
-        self.port = port or free_port(); self.endpoint = f'http://127.0.0.1:{self.port}'; self.proc = None
+        self.port = port or free_port()
+        self.endpoint = f'http://127.0.0.1:{self.port}'
+        self.proc = None
     def __enter__(self):
         exe = Path(sys.executable).with_name('moto_server')
         cmd = [str(exe)] if exe.exists() else [sys.executable, '-m', 'moto.server']
-        self.proc = subprocess.Popen(cmd + ['-H', '127.0.0.1', '-p', str(self.port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(cmd + ['-H', '127.0.0.1', '-p', str(self.port)], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 30
         while True:
             try:
                 with urllib.request.urlopen(self.endpoint + '/moto-api/', timeout=1): return self
             except OSError:
                 if self.proc.poll() is not None or time.monotonic() > deadline:
-                    self.__exit__(); raise RuntimeError(f"moto_server on {self.endpoint} did not start (is moto[server] installed?)")
+                    self.__exit__()
+                    raise RuntimeError(f"moto_server on {self.endpoint} did not start (is moto[server] installed?)")
                 time.sleep(0.1)
     def __exit__(self, *exc):
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()
             try: self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired: self.proc.kill(); self.proc.wait()
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
 
 # %% ../nbs/21_bench.ipynb #fbf1a1ab
 def aws_clients(endpoint:str, region:str='us-east-1') -> dict:
     "boto3 clients for S3, SNS, SQS and DynamoDB on a local endpoint, with fake credentials"
     import boto3
-    return {s: boto3.client(s, endpoint_url=endpoint, region_name=region, aws_access_key_id='testing', aws_secret_access_key='testing')
-            for s in ('s3', 'sns', 'sqs', 'dynamodb')}
+    return {s: boto3.client(s, endpoint_url=endpoint, region_name=region, aws_access_key_id='testing',
+                            aws_secret_access_key='testing') for s in ('s3', 'sns', 'sqs', 'dynamodb')}
 
 def aws_resources(endpoint:str, region:str='us-east-1', prefix:str='fraud-lambda') -> dict:
     "The stack's resources on a local endpoint: model bucket, alert topic (with a reader queue subscribed), alerts and idempotency tables, dead-letter queue"
     from fraud_lambda.alerts import ALERTS_TABLE_SCHEMA, IDEMPOTENCY_TABLE_SCHEMA
-    c = aws_clients(endpoint, region); bucket = f'{prefix}-models'
-    c['s3'].create_bucket(Bucket=bucket, **({} if region == 'us-east-1' else {'CreateBucketConfiguration': {'LocationConstraint': region}}))
+    c = aws_clients(endpoint, region)
+    bucket = f'{prefix}-models'
+    c['s3'].create_bucket(Bucket=bucket, **({} if region == 'us-east-1'
+                                            else {'CreateBucketConfiguration': {'LocationConstraint': region}}))
     topic = c['sns'].create_topic(Name=f'{prefix}-alerts')['TopicArn']
     reader = c['sqs'].create_queue(QueueName=f'{prefix}-alert-reader')['QueueUrl']
     arn = c['sqs'].get_queue_attributes(QueueUrl=reader, AttributeNames=['QueueArn'])['Attributes']['QueueArn']
@@ -630,8 +688,9 @@ def aws_resources(endpoint:str, region:str='us-east-1', prefix:str='fraud-lambda
     dlq = c['sqs'].create_queue(QueueName=f'{prefix}-alert-dlq')['QueueUrl']
     c['dynamodb'].create_table(TableName=f'{prefix}-alerts', **ALERTS_TABLE_SCHEMA)
     c['dynamodb'].create_table(TableName=f'{prefix}-idempotency', **IDEMPOTENCY_TABLE_SCHEMA)
-    return {'endpoint': endpoint, 'region': region, 'bucket': bucket, 'store_uri': f's3://{bucket}/{prefix}', 'topic_arn': topic,
-            'reader_queue': reader, 'dlq_url': dlq, 'alerts_table': f'{prefix}-alerts', 'idempotency_table': f'{prefix}-idempotency'}
+    return {'endpoint': endpoint, 'region': region, 'bucket': bucket, 'store_uri': f's3://{bucket}/{prefix}',
+            'topic_arn': topic, 'reader_queue': reader, 'dlq_url': dlq, 'alerts_table': f'{prefix}-alerts',
+            'idempotency_table': f'{prefix}-idempotency'}
 
 def read_queue(sqs, queue_url:str, wait_s:int=1) -> list:
     "Every message body (JSON) in the queue, deleting what it reads"
@@ -640,22 +699,27 @@ def read_queue(sqs, queue_url:str, wait_s:int=1) -> list:
         r = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=wait_s)
         if not r.get('Messages'): return out
         out += [json.loads(m['Body']) for m in r['Messages']]
-        sqs.delete_message_batch(QueueUrl=queue_url, Entries=[{'Id': str(i), 'ReceiptHandle': m['ReceiptHandle']} for i, m in enumerate(r['Messages'])])
+        sqs.delete_message_batch(QueueUrl=queue_url, Entries=[{'Id': str(i), 'ReceiptHandle': m['ReceiptHandle']}
+                                                              for i, m in enumerate(r['Messages'])])
 
 # %% ../nbs/21_bench.ipynb #87ad86c1
 def lambda_env(res:dict, work_dir, python_version:str='3.12', budget_ms:int=250, model_name:str='fraud') -> dict:
     "The function's environment as template.yaml and the Lambda runtime set it, on the resources `res` from `aws_resources`"
     work = Path(work_dir)
-    return {'FRAUD_LAMBDA_STORE_URI': res['store_uri'], 'FRAUD_LAMBDA_MODEL_NAME': model_name, 'FRAUD_LAMBDA_REFRESH_SECONDS': '300',
-            'FRAUD_LAMBDA_ALERT_SINKS': 'sns,dynamodb', 'FRAUD_LAMBDA_SNS_TOPIC_ARN': res['topic_arn'], 'FRAUD_LAMBDA_ALERTS_TABLE': res['alerts_table'],
-            'FRAUD_LAMBDA_IDEMPOTENCY_TABLE': res['idempotency_table'], 'FRAUD_LAMBDA_SPOOL': 'sqs://' + res['dlq_url'],
-            'FRAUD_LAMBDA_ALERT_BUDGET_MS': str(budget_ms), 'FRAUD_LAMBDA_BATCH_LIMIT': '100', 'FRAUD_LAMBDA_CACHE_DIR': str(work/'cache'),
-            'POWERTOOLS_SERVICE_NAME': 'fraud-lambda', 'POWERTOOLS_METRICS_NAMESPACE': 'FraudLambda', 'LOG_LEVEL': 'INFO',
-            'AWS_LAMBDA_FUNCTION_NAME': 'fraud-lambda-clean-runtime', 'AWS_LAMBDA_FUNCTION_VERSION': '$LATEST', 'AWS_LAMBDA_FUNCTION_MEMORY_SIZE': '512',
-            'AWS_EXECUTION_ENV': f'AWS_Lambda_python{python_version}', 'AWS_REGION': res['region'], 'AWS_DEFAULT_REGION': res['region'],
-            'AWS_ACCESS_KEY_ID': 'testing', 'AWS_SECRET_ACCESS_KEY': 'testing', 'AWS_SESSION_TOKEN': 'testing',
-            'AWS_ENDPOINT_URL': res['endpoint'], 'FRAUD_LAMBDA_STATE_DB': str(work/'state.db'),
-            'LAMBDA_TASK_ROOT': str(work/'task'), 'TZ': ':UTC', 'LANG': 'en_US.UTF-8', 'PATH': '/usr/local/bin:/usr/bin:/bin', 'HOME': str(work)}
+    return {'FRAUD_LAMBDA_STORE_URI': res['store_uri'], 'FRAUD_LAMBDA_MODEL_NAME': model_name,
+            'FRAUD_LAMBDA_REFRESH_SECONDS': '300', 'FRAUD_LAMBDA_ALERT_SINKS': 'sns,dynamodb',
+            'FRAUD_LAMBDA_SNS_TOPIC_ARN': res['topic_arn'], 'FRAUD_LAMBDA_ALERTS_TABLE': res['alerts_table'],
+            'FRAUD_LAMBDA_IDEMPOTENCY_TABLE': res['idempotency_table'],
+            'FRAUD_LAMBDA_SPOOL': 'sqs://' + res['dlq_url'], 'FRAUD_LAMBDA_ALERT_BUDGET_MS': str(budget_ms),
+            'FRAUD_LAMBDA_BATCH_LIMIT': '100', 'FRAUD_LAMBDA_CACHE_DIR': str(work/'cache'),
+            'POWERTOOLS_SERVICE_NAME': 'fraud-lambda', 'POWERTOOLS_METRICS_NAMESPACE': 'FraudLambda',
+            'LOG_LEVEL': 'INFO', 'AWS_LAMBDA_FUNCTION_NAME': 'fraud-lambda-clean-runtime',
+            'AWS_LAMBDA_FUNCTION_VERSION': '$LATEST', 'AWS_LAMBDA_FUNCTION_MEMORY_SIZE': '512',
+            'AWS_EXECUTION_ENV': f'AWS_Lambda_python{python_version}', 'AWS_REGION': res['region'],
+            'AWS_DEFAULT_REGION': res['region'], 'AWS_ACCESS_KEY_ID': 'testing', 'AWS_SECRET_ACCESS_KEY': 'testing',
+            'AWS_SESSION_TOKEN': 'testing', 'AWS_ENDPOINT_URL': res['endpoint'],
+            'FRAUD_LAMBDA_STATE_DB': str(work/'state.db'), 'LAMBDA_TASK_ROOT': str(work/'task'), 'TZ': ':UTC',
+            'LANG': 'en_US.UTF-8', 'PATH': '/usr/local/bin:/usr/bin:/bin', 'HOME': str(work)}
 
 # %% ../nbs/21_bench.ipynb #b6b5b281
 _MARK = '@@clean-runtime@@ '
@@ -686,36 +750,46 @@ emit({'done': True, 'init_ms': (t_init - t0) * 1e3, 'python': sys.version.split(
 '''.replace('__MARK__', repr(_MARK))
 
 # %% ../nbs/21_bench.ipynb #dc1822e8
-def invoke_clean_runtime(task_dir, sdk_dir, env:dict, events:list, python:str|None=None, timeout_s:float=120.0) -> dict:
+def invoke_clean_runtime(task_dir, sdk_dir, env:dict, events:list, python:str|None=None,
+                         timeout_s:float=120.0) -> dict:
     "Run `events` through the handler in a fresh `python -I -S -B` with only `task_dir` and `sdk_dir` importable; responses, origins, cold start"
     python = python or lambda_python()[0]
-    work = Path(tempfile.mkdtemp(prefix='fraud-lambda-clean-')); (work/'events.json').write_text(json.dumps(events))
+    work = Path(tempfile.mkdtemp(prefix='fraud-lambda-clean-'))
+    (work/'events.json').write_text(json.dumps(events))
     responses, logs, info, first = [], [], None, None
     with open(work/'stderr.txt', 'w+') as err:
         t0 = time.perf_counter()
-        proc = subprocess.Popen([python, '-I', '-S', '-B', '-c', _CLEAN_BOOTSTRAP, str(task_dir), str(sdk_dir), str(work/'events.json')],
-                                env=env, cwd=work, stdout=subprocess.PIPE, stderr=err, text=True)
-        timer = threading.Timer(timeout_s, proc.kill); timer.start()
+        proc = subprocess.Popen([python, '-I', '-S', '-B', '-c', _CLEAN_BOOTSTRAP, str(task_dir), str(sdk_dir),
+                                 str(work/'events.json')], env=env, cwd=work, stdout=subprocess.PIPE, stderr=err,
+                                text=True)
+        timer = threading.Timer(timeout_s, proc.kill)
+        timer.start()
         try:
             for line in proc.stdout:
-                if not line.startswith(_MARK): logs.append(line.rstrip('\n')); continue
+                if not line.startswith(_MARK):
+                    logs.append(line.rstrip('\n'))
+                    continue
                 if first is None: first = (time.perf_counter() - t0) * 1e3
                 msg = json.loads(line[len(_MARK):])
                 if msg.get('done'): info = msg
                 else: responses.append(msg)
             proc.wait()
         finally: timer.cancel()
-        err.seek(0); stderr = err.read()
+        err.seek(0)
+        stderr = err.read()
     shutil.rmtree(work, ignore_errors=True)
     if proc.returncode != 0 or info is None:
-        raise RuntimeError(f"the clean runtime failed (exit {proc.returncode}) after {len(responses)} of {len(events)} responses:\n{stderr[-2500:]}\n{chr(10).join(logs[-10:])}")
-    return {**info, 'cold_start_ms': first if events else None, 'first_invoke_ms': responses[0]['invoke_ms'] if responses else None,
-            'responses': [r['response'] for r in responses], 'invoke_ms': [r['invoke_ms'] for r in responses], 'logs': logs}
+        raise RuntimeError(f"the clean runtime failed (exit {proc.returncode}) after {len(responses)} of "
+                           f"{len(events)} responses:\n{stderr[-2500:]}\n{chr(10).join(logs[-10:])}")
+    return {**info, 'cold_start_ms': first if events else None, 'first_invoke_ms': responses[0]['invoke_ms']
+            if responses else None, 'responses': [r['response'] for r in responses],
+            'invoke_ms': [r['invoke_ms'] for r in responses], 'logs': logs}
 
 # %% ../nbs/21_bench.ipynb #ac4d8558
 def compile_tree(path, python:str) -> Path:
     "Precompile every module under `path` with `python` into `__pycache__`, checked by nothing (`unchecked-hash`: zip timestamps cannot make it stale)"
-    r = subprocess.run([python, '-m', 'compileall', '-q', '-j', '0', '--invalidation-mode', 'unchecked-hash', str(path)], capture_output=True, text=True)
+    r = subprocess.run([python, '-m', 'compileall', '-q', '-j', '0', '--invalidation-mode', 'unchecked-hash',
+                        str(path)], capture_output=True, text=True)
     if r.returncode: raise RuntimeError(f"{python} -m compileall {path} failed: {(r.stderr or r.stdout)[-800:]}")
     return Path(path)
 
@@ -730,7 +804,8 @@ def _cold_run(task, sdk, res, work, python, python_version, body, version) -> di
     r = invoke_clean_runtime(task, sdk, lambda_env(res, work, python_version), [rest_event(body)], python)
     resp = r['responses'][0]
     if resp['statusCode'] != 200 or json.loads(resp['body']).get('model_version') != version or not r['loaded_at_init']:
-        raise RuntimeError(f"the clean runtime did not serve model {version} from S3: {resp['statusCode']} {resp.get('body', '')[:300]}")
+        raise RuntimeError(f"the clean runtime did not serve model {version} from S3: {resp['statusCode']} "
+                           f"{resp.get('body', '')[:300]}")
     return r
 
 def _without_pyc(path) -> Path:
@@ -738,12 +813,14 @@ def _without_pyc(path) -> Path:
     for d in list(Path(path).rglob('__pycache__')): shutil.rmtree(d)
     return Path(path)
 
-def clean_runtime_cold_start(bundle_dir, package_zip, X, runs:int=3, work_dir=None, python:str|None=None, python_version:str|None=None, sdk_dir=None) -> dict:
+def clean_runtime_cold_start(bundle_dir, package_zip, X, runs:int=3, work_dir=None, python:str|None=None,
+                             python_version:str|None=None, sdk_dir=None) -> dict:
     "Median cold start (process start to first response) of the Lambda zip in a clean python, model from S3 on moto; and of the same zip without .pyc"
     from fraud_lambda.deploy import runtime_sdk
     if python is None: python, python_version = lambda_python()
     work = Path(work_dir or tempfile.mkdtemp(prefix='fraud-lambda-cold-'))
-    trees = {'as_built': unpack_package(package_zip, work/'task'), 'no_pyc': _without_pyc(unpack_package(package_zip, work/'task-src'))}
+    trees = {'as_built': unpack_package(package_zip, work/'task'),
+             'no_pyc': _without_pyc(unpack_package(package_zip, work/'task-src'))}
     ships_pyc = any(trees['as_built'].rglob('*.pyc'))
     sdk = compile_tree(Path(sdk_dir) if sdk_dir else runtime_sdk(work/'sdk', python_version=python_version), python)
     out = {k: [] for k in trees}
@@ -752,15 +829,19 @@ def clean_runtime_cold_start(bundle_dir, package_zip, X, runs:int=3, work_dir=No
         version = publish_champion(bundle_dir, res['store_uri'], client=aws_clients(moto.endpoint)['s3'])
         bodies = iter(transaction_bodies(X, 'cold' + uuid.uuid4().hex[:8], 2 * runs, seed=1))
         for i in range(runs):
-            for k, task in trees.items(): out[k].append(_cold_run(task, sdk, res, work/f'{k}{i}', python, python_version, next(bodies), version))
+            for k, task in trees.items():
+                out[k].append(_cold_run(task, sdk, res, work/f'{k}{i}', python, python_version, next(bodies), version))
     med = lambda k, f: float(np.median([r[f] for r in out[k]]))
-    return {'cold_start_ms': med('as_built', 'cold_start_ms'), 'cold_start_ms_runs': [round(r['cold_start_ms'], 1) for r in out['as_built']],
-            'init_ms': med('as_built', 'init_ms'), 'first_invoke_ms': med('as_built', 'first_invoke_ms'), 'ships_pyc': ships_pyc,
-            'unzipped_mb': dir_mb(trees['as_built']), 'no_pyc_unzipped_mb': dir_mb(trees['no_pyc']),
-            'no_pyc_cold_start_ms': med('no_pyc', 'cold_start_ms'), 'no_pyc_init_ms': med('no_pyc', 'init_ms'),
-            'no_pyc_cold_start_ms_runs': [round(r['cold_start_ms'], 1) for r in out['no_pyc']],
-            'runs': runs, 'python': out['as_built'][0]['python'], 'boto3': out['as_built'][0]['boto3'], 'model_version': version,
-            'setup': f"python -I -S -B; package unzipped as built ({'with' if ships_pyc else 'without'} .pyc); runtime SDK precompiled; model pulled from S3 on a local moto server"}
+    return {'cold_start_ms': med('as_built', 'cold_start_ms'),
+            'cold_start_ms_runs': [round(r['cold_start_ms'], 1) for r in out['as_built']],
+            'init_ms': med('as_built', 'init_ms'), 'first_invoke_ms': med('as_built', 'first_invoke_ms'),
+            'ships_pyc': ships_pyc, 'unzipped_mb': dir_mb(trees['as_built']),
+            'no_pyc_unzipped_mb': dir_mb(trees['no_pyc']), 'no_pyc_cold_start_ms': med('no_pyc', 'cold_start_ms'),
+            'no_pyc_init_ms': med('no_pyc', 'init_ms'),
+            'no_pyc_cold_start_ms_runs': [round(r['cold_start_ms'], 1) for r in out['no_pyc']], 'runs': runs,
+            'python': out['as_built'][0]['python'], 'boto3': out['as_built'][0]['boto3'], 'model_version': version,
+            'setup': f"python -I -S -B; package unzipped as built ({'with' if ships_pyc else 'without'} "
+            ".pyc); runtime SDK precompiled; model pulled from S3 on a local moto server"}
 
 # %% ../nbs/21_bench.ipynb #96912155
 MB = 2**20
@@ -770,32 +851,42 @@ def package_bench(bundle_dir, X, work_dir=None, arch:str='x86_64', seed_package:
     from fraud_lambda import deploy as D
     work = Path(work_dir or tempfile.mkdtemp(prefix='fraud-lambda-pkg-bench-'))
     python, version = lambda_python()
-    z = D.build_package(arch, work/'dist', python_version=version, echo=None); s = D.package_sizes(z)
-    out = {'arch': arch, 'python_version': version, 'zip_mb': s['zipped_bytes'] / MB, 'unzipped_mb': s['unzipped_bytes'] / MB, 'files': s['files'],
+    z = D.build_package(arch, work/'dist', python_version=version, echo=None)
+    s = D.package_sizes(z)
+    out = {'arch': arch, 'python_version': version, 'zip_mb': s['zipped_bytes'] / MB,
+           'unzipped_mb': s['unzipped_bytes'] / MB, 'files': s['files'],
            'limits_mb': {'zip': D.ZIP_LIMIT / MB, 'unzipped': D.UNZIPPED_LIMIT / MB}}
     if seed_package:
         sd = D.seed_package_size(arch, python_version=version)
-        out.update(seed_sklearn_zip_mb=sd['zipped_bytes'] / MB, seed_sklearn_unzipped_mb=sd['unzipped_bytes'] / MB, seed_sklearn_distributions=sd['distributions'])
+        out.update(seed_sklearn_zip_mb=sd['zipped_bytes'] / MB, seed_sklearn_unzipped_mb=sd['unzipped_bytes'] / MB,
+                   seed_sklearn_distributions=sd['distributions'])
     if clean_runs and arch == 'x86_64':
         cs = clean_runtime_cold_start(bundle_dir, z, X, clean_runs, work/'cold', python, version)
-        out.update(clean_runtime_cold_start_ms=cs['cold_start_ms'], clean_runtime_no_pyc_cold_start_ms=cs['no_pyc_cold_start_ms'], clean_runtime=cs)
+        out.update(clean_runtime_cold_start_ms=cs['cold_start_ms'],
+                   clean_runtime_no_pyc_cold_start_ms=cs['no_pyc_cold_start_ms'], clean_runtime=cs)
     return out
 
 # %% ../nbs/21_bench.ipynb #51bdc18d
 def _machine_line(m:dict) -> str:
     load = f"load {m.get('load_avg_1m', 0):.2f}" + (f" → {m['load_avg_1m_end']:.2f}" if 'load_avg_1m_end' in m else '')
-    return f"{m.get('date', '?')}, {m.get('cpu_model', '?')} ({m.get('cpus', '?')} cores, {load}), python {m.get('python', '?')}"
+    return (f"{m.get('date', '?')}, {m.get('cpu_model', '?')} ({m.get('cpus', '?')} cores, "
+            f"{load}), python {m.get('python', '?')}" )
 
 def handler_markdown(h:dict) -> str:
     "The `handler` section as a markdown table"
     st, st99 = h['stages_p50_ms'], h['stages_p99_ms']
     rows = ['| one transaction | p50 (ms) | p99 (ms) |', '|---|---|---|',
-            f"| handler: event in, response out (metrics off) | {_fmt(h['single_p50_ms'])} | {_fmt(h['single_p99_ms'])} |",
-            f"| handler with metrics on (one EMF line per call) | {_fmt(h['metrics_on_p50_ms'])} | {_fmt(h['metrics_on_p99_ms'])} |",
+            f"| handler: event in, response out (metrics off) | {_fmt(h['single_p50_ms'])} | "
+            f"{_fmt(h['single_p99_ms'])} |",
+            f"| handler with metrics on (one EMF line per call) | {_fmt(h['metrics_on_p50_ms'])} | "
+            f"{_fmt(h['metrics_on_p99_ms'])} |",
             *[f"| stage: {k.replace('_', ' ')} | {_fmt(st[k])} | {_fmt(st99[k])} |" for k in st],
-            f"| rest: Powertools resolver, event parsing, response validation, JSON (difference of p50s; stages timed alone run warmer) | {_fmt(max(h['single_p50_ms'] - sum(st.values()), 0))} | - |"]
-    return (f"{_machine_line(h.get('machine', {}))}; model: {h.get('model', '?')}.\n\n{h['config']}; {h['event']}; {h['n']:,} timed calls with new transaction ids "
-            f"on holdout rows; {h['flagged']} of {h['calls']:,} calls flagged, {h['alerts_recorded']} alerts recorded.\n\n" + '\n'.join(rows))
+            "| rest: Powertools resolver, event parsing, response validation, JSON (difference of "
+            "p50s; stages timed alone run warmer) | " f"{_fmt(max(h['single_p50_ms'] - sum(st.values()), 0))} | - |"]
+    return (f"{_machine_line(h.get('machine', {}))}; model: "
+            f"{h.get('model', '?')}.\n\n{h['config']}; {h['event']}; {h['n']:,} timed calls with "
+            "new transaction ids " f"on holdout rows; {h['flagged']} of {h['calls']:,} calls flagged, "
+            f"{h['alerts_recorded']} alerts recorded.\n\n" + '\n'.join(rows))
 
 # %% ../nbs/21_bench.ipynb #a98c68c4
 def http_markdown(h:dict) -> str:
@@ -852,23 +943,35 @@ def _scoring_targets(s:dict, fp:dict) -> list:
             _row('cold start, import + load', f"{_fmt(c['fraud_lambda'])} ms", f"{_fmt(c['sklearn'])} ms ({rc:.1f}x)", '>= 5x faster, < 300 ms', rc >= 5 and c['fraud_lambda'] < 300)]
     if 'single_with_anomaly_p99_ms' in s:
         rows.append(_row('one transaction with the anomaly score, p99', f"{_fmt(s['single_with_anomaly_p99_ms'])} ms", '-', '< 1 ms', s['single_with_anomaly_p99_ms'] < 1))
-    if fp: rows.append(_row('serving dependencies, installed here', f"{_fmt(fp['serving_deps_unzipped'])} MB", '-', '< 60 MB', fp['serving_deps_unzipped'] < 60))
+    if fp:
+        rows.append(_row('serving dependencies, installed here', f"{_fmt(fp['serving_deps_unzipped'])} MB", '-', '< 60 MB', fp['serving_deps_unzipped'] < 60))
     return rows
 
 def _serving_targets(doc:dict) -> list:
     "Target rows of the handler, http and package sections"
     rows, h, w, p = [], doc.get('handler'), doc.get('http'), doc.get('package')
-    if h: rows.append(_row('handler in-process, event to response, p50', f"{_fmt(h['single_p50_ms'])} ms", '-', '< 1 ms', h['single_p50_ms'] < 1))
+    if h:
+        rows.append(_row('handler in-process, event to response, p50', f"{_fmt(h['single_p50_ms'])} ms", '-', '< 1 ms',
+                         h['single_p50_ms'] < 1))
     if w:
         ok = w['requests_per_s'] >= 500 and w['p99_ms'] < 50 and w['errors'] == 0 and w['non_2xx'] == 0
-        rows.append(_row(f"local API, {w['connections']} connections, {w['duration_s']:.0f} s", f"{_fmt(w['requests_per_s'])} req/s, p50 {_fmt(w['p50_ms'])} / p99 {_fmt(w['p99_ms'])} ms, {w['errors'] + w['non_2xx']} errors", '-', '>= 500 req/s, p99 < 50 ms, 0 errors', ok))
-        rows.append(_row('alerts recorded = flagged responses', f"{w['alerts_recorded']} / {w['flagged']}", '-', 'equal', w['alerts_recorded'] == w['flagged']))
+        rows.append(_row(f"local API, {w['connections']} connections, {w['duration_s']:.0f} s",
+                         f"{_fmt(w['requests_per_s'])} req/s, p50 {_fmt(w['p50_ms'])} / p99 "
+                         f"{_fmt(w['p99_ms'])} ms, {w['errors'] + w['non_2xx']} errors", '-',
+                         '>= 500 req/s, p99 < 50 ms, 0 errors', ok))
+        rows.append(_row('alerts recorded = flagged responses', f"{w['alerts_recorded']} / {w['flagged']}", '-',
+                         'equal', w['alerts_recorded'] == w['flagged']))
     if p:
-        c = p.get('clean_runtime', {}); src = f" ({_fmt(c['no_pyc_unzipped_mb'])} unzipped without .pyc)" if 'no_pyc_unzipped_mb' in c else ''
-        rows.append(_row('Lambda zip, zipped / unzipped', f"{_fmt(p['zip_mb'])} / {_fmt(p['unzipped_mb'])} MB{src}", f"{_fmt(p.get('seed_sklearn_zip_mb'))} / {_fmt(p.get('seed_sklearn_unzipped_mb'))} MB", '<= 50 / 250 MB', p['zip_mb'] <= 50 and p['unzipped_mb'] <= 250))
+        c = p.get('clean_runtime', {})
+        src = f" ({_fmt(c['no_pyc_unzipped_mb'])} unzipped without .pyc)" if 'no_pyc_unzipped_mb' in c else ''
+        rows.append(_row('Lambda zip, zipped / unzipped', f"{_fmt(p['zip_mb'])} / {_fmt(p['unzipped_mb'])} MB{src}",
+                         f"{_fmt(p.get('seed_sklearn_zip_mb'))} / {_fmt(p.get('seed_sklearn_unzipped_mb'))} " "MB",
+                         '<= 50 / 250 MB', p['zip_mb'] <= 50 and p['unzipped_mb'] <= 250))
         if 'clean_runtime_cold_start_ms' in p:
             src = f" ({_fmt(c['no_pyc_cold_start_ms'])} ms without .pyc)" if 'no_pyc_cold_start_ms' in c else ''
-            rows.append(f"| Lambda zip in a clean python {c.get('python', '3.12')}, model from S3 (moto): process start to first response | {_fmt(p['clean_runtime_cold_start_ms'])} ms{src} | - | - | - |")
+            rows.append(f"| Lambda zip in a clean python {c.get('python', '3.12')}, model from S3 "
+                        "(moto): process start to first response | "
+                        f"{_fmt(p['clean_runtime_cold_start_ms'])} ms{src} | - | - | - |")
     return rows
 
 def targets_markdown(doc:dict) -> str:
@@ -887,19 +990,24 @@ def resolve_run(run_dir=None, reports_dir='reports') -> Path:
         run_dir = latest_run(reports_dir)
     run = Path(run_dir)
     missing = [f for f in ('metrics.json', 'models/chosen.joblib') if not (run/f).exists()]
-    if missing: raise FileNotFoundError(f"{run}: no {', '.join(missing)}; expected a completed report run (fraud-lambda report)")
+    if missing:
+        raise FileNotFoundError(f"{run}: no {', '.join(missing)}; expected a completed report run (fraud-lambda "
+                                "report)")
     return run
 
 def run_label(run) -> str:
     "The chosen model of a run, its calibration and the run id, for the tables"
-    m = json.loads((Path(run)/'metrics.json').read_text()); cal = (m.get('calibration') or {}).get('method')
-    return f"{m.get('chosen_model', '?')}{f' ({cal}-calibrated)' if cal else ''} from run {m.get('run_id', Path(run).name)}"
+    m = json.loads((Path(run)/'metrics.json').read_text())
+    cal = (m.get('calibration') or {}).get('method')
+    return (f"{m.get('chosen_model', '?')}{f' ({cal}-calibrated)' if cal else ''} from run "
+            f"{m.get('run_id', Path(run).name)}" )
 
 def _run_data(run):
     "The data file the run was trained on, if it still exists"
     src = (json.loads((Path(run)/'metrics.json').read_text()).get('data') or {}).get('source')
     if not src or src == 'synthetic' or not Path(src).exists():
-        raise FileNotFoundError(f"{run} was trained on {src or 'unknown data'!r}, which is not a file here: pass data= (a transactions CSV or an (n, 30) array)")
+        raise FileNotFoundError(f"{run} was trained on {src or 'unknown data'!r}, which is not a file here: pass "
+                                "data= (a transactions CSV or an (n, 30) array)")
     return src
 
 # %% ../nbs/21_bench.ipynb #f8e3d895
@@ -925,7 +1033,9 @@ def run_all(run_dir=None, out_dir='reports/bench', data=None, duration_s:float=3
     run = resolve_run(run_dir, reports_dir); label = run_label(run)
     X = _holdout(data if data is not None else _run_data(run))
     if work_dir: Path(work_dir).mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix='fraud-lambda-bench-', dir=work_dir)); out = Path(out_dir); res = out/'results.json'
+    work = Path(tempfile.mkdtemp(prefix='fraud-lambda-bench-', dir=work_dir))
+    out = Path(out_dir)
+    res = out/'results.json'
     from fraud_lambda.convert import bundle_from_run
     bundle = bundle_from_run(run, work/'bundle')
     doc = json.loads(res.read_text()) if res.exists() else {}
@@ -933,13 +1043,21 @@ def run_all(run_dir=None, out_dir='reports/bench', data=None, duration_s:float=3
         log(f"bench {name}: {label}, {len(X):,} holdout rows, load {os.getloadavg()[0]:.2f}")
         m = machine_info()
         if name == 'scoring':
-            seed = run/'models'/'seed_smote_rf.joblib'; _drop(res, ['scoring', 'footprint_mb'])
-            doc = run_scoring_bench(run/'models'/'chosen.joblib', seed if seed.exists() else None, X, out, n_single, warmup, cold_runs, model_name=label, work_dir=work/'scoring')
+            seed = run/'models'/'seed_smote_rf.joblib'
+            _drop(res, ['scoring', 'footprint_mb'])
+            doc = run_scoring_bench(run/'models'/'chosen.joblib', seed if seed.exists() else None, X, out, n_single,
+                                    warmup, cold_runs, model_name=label, work_dir=work/'scoring')
             if (run/'models'/'anomaly.joblib').exists():
                 from fraud_lambda.anomaly import bench_anomaly_from_run
                 doc = bench_anomaly_from_run(run, X, out, n_single, warmup)
-        elif name == 'handler': doc = _section(res, 'handler', handler_latency(bundle, X, n_single, warmup, work/'handler'), label, m)
-        elif name == 'http': doc = _section(res, 'http', http_load(bundle, X, duration_s, connections, threads, work/'http', http_tool), label, m)
-        else: doc = _section(res, 'package', package_bench(bundle, X, work/'package', seed_package=seed_package, clean_runs=clean_runs), label, m)
+        elif name == 'handler':
+            doc = _section(res, 'handler', handler_latency(bundle, X, n_single, warmup, work/'handler'), label, m)
+        elif name == 'http':
+            doc = _section(res, 'http', http_load(bundle, X, duration_s, connections, threads, work/'http', http_tool),
+                           label, m)
+        else:
+            doc = _section(res, 'package',
+                           package_bench(bundle, X, work/'package', seed_package=seed_package, clean_runs=clean_runs),
+                           label, m)
         (out/'results.md').write_text(bench_markdown(doc))
     return doc

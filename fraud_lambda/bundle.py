@@ -9,11 +9,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 import numpy as np
+from .config import env_var
 
 # %% auto #0
 __all__ = ['BUNDLE_FORMAT', 'BUNDLE_FORMAT_VERSION', 'MANIFEST', 'SIGNATURE', 'ARRAYS', 'KEY_ENV', 'MAX_ARCHIVE_BYTES',
-           'BundleError', 'new_version_id', 'write_bundle', 'manifest_signature', 'sign_bundle', 'Bundle',
-           'verify_bundle', 'load_bundle', 'pack_bundle', 'unpack_bundle']
+           'BundleError', 'sha256_file', 'new_version_id', 'write_bundle', 'manifest_signature', 'sign_bundle',
+           'Bundle', 'verify_bundle', 'load_bundle', 'pack_bundle', 'unpack_bundle']
 
 # %% ../nbs/07_bundle.ipynb #75529dbe
 BUNDLE_FORMAT = 'fraud-lambda-bundle'
@@ -21,26 +22,31 @@ BUNDLE_FORMAT_VERSION = 1
 MANIFEST = 'manifest.json'
 SIGNATURE = 'manifest.json.sig'
 ARRAYS = 'model.npz'
-KEY_ENV = 'FRAUD_LAMBDA_BUNDLE_KEY'
+KEY_ENV = env_var('BUNDLE_KEY')
 MAX_ARCHIVE_BYTES = 512 * 2**20
 
 class BundleError(ValueError):
     "A model bundle that is missing, malformed, tampered, unsigned or of an unknown version"
 
-# %% ../nbs/07_bundle.ipynb #85b88f57
-def _sha256_file(path):
-    "SHA-256 hex digest of a file"
-    h = hashlib.sha256()
+# %% ../nbs/07_bundle.ipynb #277e2e12
+def sha256_file(path, on_progress=None, chunk:int=1 << 20) -> str:
+    "SHA-256 hex digest of a file, read in chunks; `on_progress(done, total)` after each chunk"
+    h, total, done = hashlib.sha256(), os.path.getsize(path), 0
     with open(path, 'rb') as f:
-        for block in iter(lambda: f.read(1 << 20), b''): h.update(block)
+        while block := f.read(chunk):
+            h.update(block)
+            done += len(block)
+            if on_progress: on_progress(done, total)
     return h.hexdigest()
 
+# %% ../nbs/07_bundle.ipynb #85b88f57
 def _check_arrays(arrays):
     "Only plain numeric/bool arrays may go in a bundle"
     for k, a in arrays.items():
         if not re.fullmatch(r'[A-Za-z0-9_.\-]+', k): raise BundleError(f"array name {k!r} must match [A-Za-z0-9_.-]+")
         a = np.asarray(a)
-        if a.dtype.kind not in 'biuf': raise BundleError(f"array {k!r} has dtype {a.dtype}; only bool, int and float arrays are allowed")
+        if a.dtype.kind not in 'biuf':
+            raise BundleError(f"array {k!r} has dtype {a.dtype}; only bool, int and float arrays are allowed")
 
 def _dumps(manifest):
     "Canonical manifest bytes: sorted keys, no NaN"
@@ -54,20 +60,22 @@ def new_version_id(now:datetime|None=None, salt:bytes=b'') -> str:
 
 def write_bundle(path, manifest:dict, arrays:dict, key:bytes|str|None=None) -> Path:
     "Write `arrays` and `manifest` (plus hashes, format and created_at) as a bundle directory at `path`"
-    path = Path(path); _check_arrays(arrays)
+    path = Path(path)
+    _check_arrays(arrays)
     if path.exists(): raise BundleError(f"{path} already exists; bundles are write-once")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix='.bundle-', dir=path.parent))
     try:
         np.savez(tmp/ARRAYS, **{k: np.asarray(v) for k, v in arrays.items()})
-        m = {'model_version': new_version_id(), 'created_at': datetime.now(timezone.utc).isoformat(timespec='seconds'), **manifest,
-             'format': BUNDLE_FORMAT, 'format_version': BUNDLE_FORMAT_VERSION,
-             'files': {ARRAYS: {'sha256': _sha256_file(tmp/ARRAYS), 'bytes': (tmp/ARRAYS).stat().st_size}}}
+        m = {'model_version': new_version_id(), 'created_at': datetime.now(timezone.utc).isoformat(timespec='seconds'),
+             **manifest, 'format': BUNDLE_FORMAT, 'format_version': BUNDLE_FORMAT_VERSION,
+             'files': {ARRAYS: {'sha256': sha256_file(tmp/ARRAYS), 'bytes': (tmp/ARRAYS).stat().st_size}}}
         (tmp/MANIFEST).write_bytes(_dumps(m))
         if key: sign_bundle(tmp, key)
         os.replace(tmp, path)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True); raise
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     return path
 
 # %% ../nbs/07_bundle.ipynb #7f96f694
@@ -104,15 +112,19 @@ def _read_manifest(path):
     if not mp.exists(): raise BundleError(f"{path}: no {MANIFEST}")
     raw = mp.read_bytes()
     try: m = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e: raise BundleError(f"{mp}: not valid JSON ({e.msg if hasattr(e, 'msg') else e})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise BundleError(f"{mp}: not valid JSON ({e.msg if hasattr(e, 'msg') else e})") from None
     if not isinstance(m, dict): raise BundleError(f"{mp}: expected a JSON object")
     return raw, m
 
 def _check_format(m, where):
     "Known format and version"
-    if m.get('format') != BUNDLE_FORMAT: raise BundleError(f"{where}: not a fraud-lambda bundle (format {m.get('format')!r})")
+    if m.get('format') != BUNDLE_FORMAT:
+        raise BundleError(f"{where}: not a fraud-lambda bundle (format {m.get('format')!r})")
     v = m.get('format_version')
-    if v != BUNDLE_FORMAT_VERSION: raise BundleError(f"{where}: unsupported bundle format version {v!r}; this fraud-lambda reads version {BUNDLE_FORMAT_VERSION}")
+    if v != BUNDLE_FORMAT_VERSION:
+        raise BundleError(f"{where}: unsupported bundle format version {v!r}; this fraud-lambda reads "
+                          f"version {BUNDLE_FORMAT_VERSION}")
     for k in ('model_version', 'files'):
         if k not in m: raise BundleError(f"{where}: manifest lacks '{k}'")
 
@@ -127,15 +139,19 @@ def _check_signature(path, raw, key):
 def _check_files(path, m):
     "Every listed file exists with the recorded size and hash"
     files = m['files']
-    if not isinstance(files, dict) or not files: raise BundleError(f"{path}: manifest 'files' must be a non-empty object of name -> {{sha256, bytes}}")
+    if not isinstance(files, dict) or not files:
+        raise BundleError(f"{path}: manifest 'files' must be a non-empty object of name -> {{sha256, bytes}}")
     for name, meta in files.items():
         if Path(name).name != name: raise BundleError(f"{path}: manifest lists an unsafe file name {name!r}")
         if not (isinstance(meta, dict) and isinstance(meta.get('bytes'), int) and isinstance(meta.get('sha256'), str)):
             raise BundleError(f"{path}: manifest entry for {name} needs integer 'bytes' and string 'sha256'")
         fp = path/name
         if not fp.exists(): raise BundleError(f"{path}: {name} is missing")
-        if fp.stat().st_size != meta['bytes']: raise BundleError(f"{path}: {name} is {fp.stat().st_size:,} bytes, manifest says {meta['bytes']:,} (truncated or replaced)")
-        if _sha256_file(fp) != meta['sha256']: raise BundleError(f"{path}: {name} fails its SHA-256 check (tampered or corrupted)")
+        if fp.stat().st_size != meta['bytes']:
+            raise BundleError(f"{path}: {name} is {fp.stat().st_size:,} bytes, manifest says "
+                              f"{meta['bytes']:,} (truncated or replaced)")
+        if sha256_file(fp) != meta['sha256']:
+            raise BundleError(f"{path}: {name} fails its SHA-256 check (tampered or corrupted)")
 
 # %% ../nbs/07_bundle.ipynb #7ba67027
 def _load_arrays(fp):
@@ -165,7 +181,8 @@ def load_bundle(path, key=None) -> Bundle:
 # %% ../nbs/07_bundle.ipynb #64ae74eb
 def pack_bundle(path, archive=None) -> Path:
     "Zip the bundle directory at `path` into `archive` (default: `<path>.zip`)"
-    path = Path(path); verify_bundle(path, key=False)
+    path = Path(path)
+    verify_bundle(path, key=False)
     archive = Path(archive or path.with_suffix('.zip'))
     with zipfile.ZipFile(archive, 'w', zipfile.ZIP_DEFLATED) as z:
         for f in sorted(path.iterdir()):
@@ -178,11 +195,13 @@ def unpack_bundle(archive, dest, key=None) -> Bundle:
     try:
         with zipfile.ZipFile(archive) as z:
             infos = z.infolist()
-            if sum(i.file_size for i in infos) > MAX_ARCHIVE_BYTES: raise BundleError(f"{archive}: unpacks to more than {MAX_ARCHIVE_BYTES:,} bytes")
+            if sum(i.file_size for i in infos) > MAX_ARCHIVE_BYTES:
+                raise BundleError(f"{archive}: unpacks to more than {MAX_ARCHIVE_BYTES:,} bytes")
             for i in infos:
                 if i.is_dir() or Path(i.filename).name != i.filename or (i.external_attr >> 16) & 0o170000 == 0o120000:
                     raise BundleError(f"{archive}: unsafe member {i.filename!r}")
             dest.mkdir(parents=True, exist_ok=True)
             for i in infos: (dest/i.filename).write_bytes(z.read(i))
-    except (zipfile.BadZipFile, EOFError) as e: raise BundleError(f"{archive}: not a readable bundle archive ({e})") from None
+    except (zipfile.BadZipFile, EOFError) as e:
+        raise BundleError(f"{archive}: not a readable bundle archive ({e})") from None
     return load_bundle(dest, key)

@@ -15,9 +15,10 @@ def _user_errors():
     "The exception classes that end in a one-line message"
     from fraud_lambda.data import DataError
     errs = [DataError, FileNotFoundError, PermissionError, ValueError]
-    for mod, name in [('bundle', 'BundleError'), ('store', 'StoreError'), ('alerts', 'AlertError'), ('handler', 'ConfigError'),
-                      ('report', 'ReportError'), ('deploy', 'DeployError'), ('retrain', 'RetrainError'), ('convert', 'ConversionError'),
-                      ('drift', 'DriftError'), ('scorer', 'ScoringError')]:
+    for mod, name in [('bundle', 'BundleError'), ('store', 'StoreError'), ('alerts', 'AlertError'),
+                      ('handler', 'ConfigError'), ('report', 'ReportError'), ('deploy', 'DeployError'),
+                      ('retrain', 'RetrainError'), ('convert', 'ConversionError'), ('drift', 'DriftError'),
+                      ('scorer', 'ScoringError')]:
         try: errs.append(getattr(__import__(f'fraud_lambda.{mod}', fromlist=[name]), name))
         except (ImportError, AttributeError): pass
     return tuple(errs)
@@ -27,7 +28,8 @@ def _cmd_data_fetch(a):
     "Fetch, verify and cache creditcard.csv"
     from fraud_lambda.data import fetch_dataset, DATASET_SHA256
     sha = None if a.sha256 == 'any' else (a.sha256 or DATASET_SHA256)
-    p = fetch_dataset(path=a.path, url=a.url, dest_dir=a.dest, expected_sha256=sha, progress=not a.quiet, force=a.force)
+    p = fetch_dataset(path=a.path, url=a.url, dest_dir=a.dest, expected_sha256=sha, progress=not a.quiet,
+                      force=a.force)
     print(p)
 
 def _cmd_data_validate(a):
@@ -45,12 +47,14 @@ def _add_data(sub):
     f.add_argument('--path', help="copy a local file (default: $FRAUD_LAMBDA_CSV); else download")
     f.add_argument('--url', help='download a CSV, or a zip holding creditcard.csv')
     f.add_argument('--dest', help='cache directory (default: data/ in the checkout, or $FRAUD_LAMBDA_DATA_DIR)')
-    f.add_argument('--sha256', help="expected SHA-256 (default: the Kaggle file's); 'any' skips the check for your own data")
+    f.add_argument('--sha256',
+                   help="expected SHA-256 (default: the Kaggle file's); 'any' skips the check for your own " "data")
     f.add_argument('--force', action='store_true', help='fetch again even if a verified copy is cached')
     f.add_argument('-q', '--quiet', action='store_true', help='no progress output')
     f.set_defaults(func=_cmd_data_fetch)
     v = s.add_parser('validate', help='check a CSV against the schema and print its summary')
-    v.add_argument('path'); v.add_argument('--unlabelled', action='store_true', help='no Class column expected')
+    v.add_argument('path')
+    v.add_argument('--unlabelled', action='store_true', help='no Class column expected')
     v.set_defaults(func=_cmd_data_validate)
 
 # %% ../nbs/20_cli.ipynb #75378369
@@ -59,9 +63,11 @@ def _cmd_report(a):
     from fraud_lambda.report import run_report
     from fraud_lambda.data import default_data_dir, DATASET_FILE, DataError
     data = '' if a.synthetic else (a.data or str(default_data_dir()/DATASET_FILE))
-    if data and not Path(data).exists(): raise DataError(f"{data}: no such file; run `fraud-lambda data fetch` first (or pass --data PATH)")
-    run_report(data, reports_dir=a.reports_dir, run_id=a.run_id, n_boot=a.n_boot, rf_trees=a.rf_trees, gbm_trees=a.gbm_trees,
-               review_cost=a.review_cost, block_cost=a.block_cost, seed=a.seed, html=not a.no_html)
+    if data and not Path(data).exists():
+        raise DataError(f"{data}: no such file; run `fraud-lambda data fetch` first (or pass --data PATH)")
+    run_report(data, reports_dir=a.reports_dir, run_id=a.run_id, n_boot=a.n_boot, rf_trees=a.rf_trees,
+               gbm_trees=a.gbm_trees, review_cost=a.review_cost, block_cost=a.block_cost, seed=a.seed,
+               html=not a.no_html)
 
 def _add_report(sub):
     "`report`"
@@ -73,8 +79,10 @@ def _add_report(sub):
     p.add_argument('--n-boot', type=int, default=1000, help='bootstrap replicates for confidence intervals')
     p.add_argument('--rf-trees', type=int, default=100, help="trees in the original design's random forest")
     p.add_argument('--gbm-trees', type=int, default=600, help='boosting rounds')
-    p.add_argument('--review-cost', type=float, default=5.0); p.add_argument('--block-cost', type=float, default=25.0)
-    p.add_argument('--seed', type=int, default=0); p.add_argument('--no-html', action='store_true')
+    p.add_argument('--review-cost', type=float, default=5.0)
+    p.add_argument('--block-cost', type=float, default=25.0)
+    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--no-html', action='store_true')
     p.set_defaults(func=_cmd_report)
 
 # %% ../nbs/20_cli.ipynb #7b76d07a
@@ -105,15 +113,27 @@ def _add_model(sub):
         q.add_argument('--name', default='fraud', help='model name (default: fraud)')
         return q
     q = sp('push', 'upload a bundle directory, verify it, optionally switch the champion to it')
-    q.add_argument('bundle'); q.add_argument('--promote', action='store_true'); q.add_argument('--reason'); q.add_argument('-q', '--quiet', action='store_true')
+    q.add_argument('bundle')
+    q.add_argument('--promote', action='store_true')
+    q.add_argument('--reason')
+    q.add_argument('-q', '--quiet', action='store_true')
     q = sp('pull', 'download and verify a version (default: the champion) into the cache')
-    q.add_argument('--version'); q.add_argument('--cache-dir'); q.add_argument('-q', '--quiet', action='store_true')
-    q = sp('list', 'versions with their holdout metrics'); q.add_argument('--all', action='store_true', help='include incomplete versions')
-    q = sp('promote', 'make VERSION the champion'); q.add_argument('version')
-    q.add_argument('--expect', help="only if the champion is still this version or ETag ('-' = no champion yet)"); q.add_argument('--reason')
-    q = sp('rollback', 'back to the previous champion, or to --to VERSION'); q.add_argument('--to'); q.add_argument('--reason')
-    q = sp('verify', 'check every hash of a version (default: the champion)'); q.add_argument('--version')
-    q = sp('log', 'the promotion log, newest last'); q.add_argument('--limit', type=int, default=20)
+    q.add_argument('--version')
+    q.add_argument('--cache-dir')
+    q.add_argument('-q', '--quiet', action='store_true')
+    q = sp('list', 'versions with their holdout metrics')
+    q.add_argument('--all', action='store_true', help='include incomplete versions')
+    q = sp('promote', 'make VERSION the champion')
+    q.add_argument('version')
+    q.add_argument('--expect', help="only if the champion is still this version or ETag ('-' = no champion yet)")
+    q.add_argument('--reason')
+    q = sp('rollback', 'back to the previous champion, or to --to VERSION')
+    q.add_argument('--to')
+    q.add_argument('--reason')
+    q = sp('verify', 'check every hash of a version (default: the champion)')
+    q.add_argument('--version')
+    q = sp('log', 'the promotion log, newest last')
+    q.add_argument('--limit', type=int, default=20)
     q.add_argument('--jsonl', action='store_true', help='print the records as JSON lines')
     p.set_defaults(func=_cmd_model)
 
@@ -133,9 +153,13 @@ def _add_alerts(sub):
     "`alerts replay|spool|list`"
     p = sub.add_parser('alerts', help='replay spooled alerts, inspect the spool and the local alert log')
     s = p.add_subparsers(dest='alerts_cmd', required=True)
-    q = s.add_parser('replay', help='deliver spooled alerts (exit 1 if any remain)'); q.add_argument('--max', type=int)
-    q = s.add_parser('spool', help='what is waiting in the spool'); q.add_argument('--limit', type=int, default=50)
-    q = s.add_parser('list', help='alerts recorded in the local SQLite log'); q.add_argument('--since'); q.add_argument('--limit', type=int, default=50)
+    q = s.add_parser('replay', help='deliver spooled alerts (exit 1 if any remain)')
+    q.add_argument('--max', type=int)
+    q = s.add_parser('spool', help='what is waiting in the spool')
+    q.add_argument('--limit', type=int, default=50)
+    q = s.add_parser('list', help='alerts recorded in the local SQLite log')
+    q.add_argument('--since')
+    q.add_argument('--limit', type=int, default=50)
     p.set_defaults(func=_cmd_alerts)
 
 # %% ../nbs/20_cli.ipynb #fc77af0c
@@ -150,15 +174,17 @@ def _cmd_publish(a):
     print(f"published {a.name} {r['version']} from {run.name}" + (' and promoted it to champion' if a.promote else ''))
 
 def _reports_dir():
-    from fraud_lambda.data import project_root
+    from fraud_lambda.config import project_root
     root = project_root()
     return (root/'reports') if root else Path('reports')
 
 def _add_publish(sub):
     "`publish`"
     p = sub.add_parser('publish', help="bundle a report run's chosen model and publish it to a store")
-    p.add_argument('--run', default='latest', help="a run folder, or 'latest' (default)"); p.add_argument('--reports-dir')
-    p.add_argument('--store', help='default: the local store'); p.add_argument('--name', default='fraud')
+    p.add_argument('--run', default='latest', help="a run folder, or 'latest' (default)")
+    p.add_argument('--reports-dir')
+    p.add_argument('--store', help='default: the local store')
+    p.add_argument('--name', default='fraud')
     p.add_argument('--promote', action='store_true', help='make it the champion')
     p.set_defaults(func=_cmd_publish)
 
@@ -175,12 +201,14 @@ def _start_api(a, port):
     os.environ.update(_serve_env(a))
     from fraud_lambda import handler as H
     from fraud_lambda.server import LocalAPI
-    H.METRICS_ON = os.environ.get('FRAUD_LAMBDA_METRICS', 'on') != 'off'
+    from fraud_lambda.config import env_flag
+    H.METRICS_ON = env_flag(os.environ, 'METRICS')
     svc = H.init()
     keys = a.api_key or [k for k in os.environ.get('FRAUD_LAMBDA_API_KEYS', '').split(',') if k]
     api = LocalAPI(H.handler, host='127.0.0.1', port=port, api_keys=keys)
     model = svc.holder.scorer.version if svc.holder.scorer else f'none ({svc.holder.error})'
-    print(f"fraud-lambda local API on {api.url} (model {model}; {'x-api-key required' if keys else 'no API key required'})", file=sys.stderr)
+    print(f"fraud-lambda local API on {api.url} (model {model}; "
+          f"{'x-api-key required' if keys else 'no API key required'})", file=sys.stderr)
     return api, svc, keys
 
 def _cmd_serve(a):
@@ -207,9 +235,9 @@ def _cmd_replay(a):
     finally:
         if proc: proc.stop()
     if a.serve:
-        from fraud_lambda import alerts
+        from fraud_lambda.config import load_alert_settings
         from fraud_lambda.server import count_alerts
-        s = alerts.load_alert_settings({**os.environ, **_serve_env(a)})
+        s = load_alert_settings({**os.environ, **_serve_env(a)})
         out['flagged'] = out['decisions']['review'] + out['decisions']['block']
         if 'sqlite' in s.sinks: out['alerts_recorded'] = count_alerts(s.state_db, out['run_tag'])
     print(json.dumps(out, indent=1))
@@ -244,20 +272,30 @@ def _spawn_server(a, key):
     args = (['--store', a.store] if a.store else []) + (['--api-key', key] if key else []) + (['--metrics'] if a.metrics else [])
     srv = _ServerProcess(args, {**os.environ, **_serve_env(a)})
     try: return srv.wait_ready()
-    except BaseException: srv.stop(); raise
+    except BaseException:
+        srv.stop()
+        raise
 
 def _add_serve(sub):
     "`serve`, `replay`"
     p = sub.add_parser('serve', help='run the handler behind a local API Gateway-like HTTP server on 127.0.0.1')
-    p.add_argument('--port', type=int, default=8000); p.add_argument('--store', help='model store (default: the local store)')
-    p.add_argument('--api-key', action='append', help='accepted x-api-key (repeatable; default $FRAUD_LAMBDA_API_KEYS, comma-separated)')
+    p.add_argument('--port', type=int, default=8000)
+    p.add_argument('--store', help='model store (default: the local store)')
+    p.add_argument('--api-key', action='append',
+                   help='accepted x-api-key (repeatable; default $FRAUD_LAMBDA_API_KEYS, comma-separated)')
     p.add_argument('--metrics', action='store_true', help='print CloudWatch EMF metrics per request')
     p.set_defaults(func=_cmd_serve)
-    r = sub.add_parser('replay', help='send transactions to the API and summarise decisions, label metrics and latency')
-    r.add_argument('--url', default='http://127.0.0.1:8000'); r.add_argument('--serve', action='store_true', help='start a local API in-process first')
-    r.add_argument('--data', help='CSV (default: the cached dataset)'); r.add_argument('--all-rows', action='store_true', help='every row, not just the holdout')
-    r.add_argument('--limit', type=int); r.add_argument('--concurrency', type=int, default=8)
-    r.add_argument('--store'); r.add_argument('--api-key', action='append'); r.add_argument('--metrics', action='store_true')
+    r = sub.add_parser('replay',
+                       help='send transactions to the API and summarise decisions, label metrics and latency')
+    r.add_argument('--url', default='http://127.0.0.1:8000')
+    r.add_argument('--serve', action='store_true', help='start a local API in-process first')
+    r.add_argument('--data', help='CSV (default: the cached dataset)')
+    r.add_argument('--all-rows', action='store_true', help='every row, not just the holdout')
+    r.add_argument('--limit', type=int)
+    r.add_argument('--concurrency', type=int, default=8)
+    r.add_argument('--store')
+    r.add_argument('--api-key', action='append')
+    r.add_argument('--metrics', action='store_true')
     r.set_defaults(func=_cmd_replay)
 
 # %% ../nbs/20_cli.ipynb #d96d1fa2
@@ -269,14 +307,16 @@ def _cmd_retrain(a):
 def _cmd_drift(a):
     "Write the drift report"
     from fraud_lambda.drift import run_drift
-    run_drift(a.data or '', a.bundle or '', a.traffic or '', a.labels or '', reports_dir=a.reports_dir, run_id=a.run_id, out_dir=a.out,
-              store_uri=a.store, name=a.name, since=a.since, until=a.until, n_bins=a.bins, html=not a.no_html)
+    run_drift(a.data or '', a.bundle or '', a.traffic or '', a.labels or '', reports_dir=a.reports_dir,
+              run_id=a.run_id, out_dir=a.out, store_uri=a.store, name=a.name, since=a.since, until=a.until,
+              n_bins=a.bins, html=not a.no_html)
 
 def _cmd_labels(a):
     "Merge labelled traffic into a training CSV"
     import json
     from fraud_lambda.drift import merge_labelled
-    print(json.dumps(merge_labelled(a.base, a.traffic, a.labels, a.out, since=a.since, until=a.until), indent=1, default=str))
+    print(json.dumps(merge_labelled(a.base, a.traffic, a.labels, a.out, since=a.since, until=a.until), indent=1,
+                     default=str))
 
 # %% ../nbs/20_cli.ipynb #f8d954b6
 def _add_retrain(sub):
@@ -288,20 +328,34 @@ def _add_retrain(sub):
     p.add_argument('--as-of', type=float, help='train as if at this Time (seconds): only transactions with Time <= AS_OF')
     p.add_argument('--margin', type=float, default=0.02, help='non-inferiority margin for AP and recall@1%%FPR (default 0.02)')
     p.add_argument('--n-boot', type=int, default=1000); p.add_argument('--rf-trees', type=int, default=100)
-    p.add_argument('--gbm-trees', type=int, default=600); p.add_argument('--seed', type=int, default=0); p.add_argument('--no-html', action='store_true')
+    p.add_argument('--gbm-trees', type=int, default=600)
+    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--no-html', action='store_true')
     p.set_defaults(func=_cmd_retrain)
     d = sub.add_parser('drift', help='PSI of recent scored traffic against the training window (papermill report)')
-    d.add_argument('--data', help='the training data CSV (default: synthetic)'); d.add_argument('--bundle', help='score with this bundle directory')
-    d.add_argument('--store'); d.add_argument('--name', default='fraud')
-    d.add_argument('--traffic', help='SQLite traffic log (default: simulate the holdout as traffic)'); d.add_argument('--labels', help='labels CSV: transaction_id,label,labelled_at')
-    d.add_argument('--since'); d.add_argument('--until'); d.add_argument('--bins', type=int, default=10)
-    d.add_argument('--reports-dir'); d.add_argument('--run-id'); d.add_argument('--out'); d.add_argument('--no-html', action='store_true')
+    d.add_argument('--data', help='the training data CSV (default: synthetic)')
+    d.add_argument('--bundle', help='score with this bundle directory')
+    d.add_argument('--store')
+    d.add_argument('--name', default='fraud')
+    d.add_argument('--traffic', help='SQLite traffic log (default: simulate the holdout as traffic)')
+    d.add_argument('--labels', help='labels CSV: transaction_id,label,labelled_at')
+    d.add_argument('--since')
+    d.add_argument('--until')
+    d.add_argument('--bins', type=int, default=10)
+    d.add_argument('--reports-dir')
+    d.add_argument('--run-id')
+    d.add_argument('--out')
+    d.add_argument('--no-html', action='store_true')
     d.set_defaults(func=_cmd_drift)
     l = sub.add_parser('labels', help='labelled traffic for the next retrain')
     ls = l.add_subparsers(dest='labels_cmd', required=True)
     m = ls.add_parser('merge', help='write labelled traffic (optionally appended to a base CSV) as a training CSV')
-    m.add_argument('--traffic', required=True); m.add_argument('--labels', required=True); m.add_argument('--out', required=True)
-    m.add_argument('--base'); m.add_argument('--since'); m.add_argument('--until')
+    m.add_argument('--traffic', required=True)
+    m.add_argument('--labels', required=True)
+    m.add_argument('--out', required=True)
+    m.add_argument('--base')
+    m.add_argument('--since')
+    m.add_argument('--until')
     m.set_defaults(func=_cmd_labels)
 
 # %% ../nbs/20_cli.ipynb #2c9bd413
@@ -314,19 +368,25 @@ def _cmd_deploy(a):
     "Deploy the stack and publish the champion"
     from fraud_lambda.deploy import deploy
     params = dict(kv.split('=', 1) for kv in a.param or [])
-    deploy(a.stack, a.region, a.profile, a.arch, a.dry_run, a.champion_from, a.model, a.template, params or None, a.package,
-           publish_model=not a.no_model)
+    deploy(a.stack, a.region, a.profile, a.arch, a.dry_run, a.champion_from, a.model, a.template, params or None,
+           a.package, publish_model=not a.no_model)
 
 def _add_deploy(sub):
     "`package`, `deploy`"
     p = sub.add_parser('package', help='build the Lambda zip for one architecture')
-    p.add_argument('--arch', choices=['x86_64', 'arm64'], default='x86_64'); p.add_argument('--out', default='dist')
+    p.add_argument('--arch', choices=['x86_64', 'arm64'], default='x86_64')
+    p.add_argument('--out', default='dist')
     p.set_defaults(func=_cmd_package)
     d = sub.add_parser('deploy', help='deploy template.yaml with CloudFormation and publish the champion model')
-    d.add_argument('--stack', required=True); d.add_argument('--region', required=True); d.add_argument('--profile')
-    d.add_argument('--arch', choices=['x86_64', 'arm64'], default='x86_64'); d.add_argument('--dry-run', action='store_true')
+    d.add_argument('--stack', required=True)
+    d.add_argument('--region', required=True)
+    d.add_argument('--profile')
+    d.add_argument('--arch', choices=['x86_64', 'arm64'], default='x86_64')
+    d.add_argument('--dry-run', action='store_true')
     d.add_argument('--champion-from', help='store holding the champion to publish (default: the local store)')
-    d.add_argument('--model', default='fraud'); d.add_argument('--template'); d.add_argument('--package', help='an already built zip')
+    d.add_argument('--model', default='fraud')
+    d.add_argument('--template')
+    d.add_argument('--package', help='an already built zip')
     d.add_argument('--param', action='append', metavar='KEY=VALUE', help='template parameter override (repeatable)')
     d.add_argument('--no-model', action='store_true', help='deploy the stack without publishing a model')
     d.set_defaults(func=_cmd_deploy)
@@ -344,15 +404,24 @@ def _cmd_bench(a):
 
 def _add_bench(sub):
     "`bench`"
-    p = sub.add_parser('bench', help='benchmarks: scoring, handler, local API under load, package; into reports/bench/')
-    p.add_argument('--run', default='latest', help="a report run folder, or 'latest'"); p.add_argument('--reports-dir', default='reports')
-    p.add_argument('--out', default='reports/bench'); p.add_argument('--data', help='holdout CSV (default: the run\'s own data file)')
+    p = sub.add_parser('bench',
+                       help='benchmarks: scoring, handler, local API under load, package; into reports/bench/')
+    p.add_argument('--run', default='latest', help="a report run folder, or 'latest'")
+    p.add_argument('--reports-dir', default='reports')
+    p.add_argument('--out', default='reports/bench')
+    p.add_argument('--data', help='holdout CSV (default: the run\'s own data file)')
     p.add_argument('--only', help='comma-separated sections: scoring,handler,http,package (default: all)')
-    p.add_argument('--duration', type=float, default=30, help='seconds of HTTP load per trial'); p.add_argument('--connections', default='4,16')
-    p.add_argument('--threads', type=int, default=1); p.add_argument('--n-single', type=int, default=2000); p.add_argument('--warmup', type=int, default=200)
-    p.add_argument('--cold-runs', type=int, default=5); p.add_argument('--clean-runs', type=int, default=3)
-    p.add_argument('--tool', choices=['auto', 'wrk', 'python'], default='auto'); p.add_argument('--no-seed-package', action='store_true')
-    p.add_argument('--work-dir'); p.set_defaults(func=_cmd_bench)
+    p.add_argument('--duration', type=float, default=30, help='seconds of HTTP load per trial')
+    p.add_argument('--connections', default='4,16')
+    p.add_argument('--threads', type=int, default=1)
+    p.add_argument('--n-single', type=int, default=2000)
+    p.add_argument('--warmup', type=int, default=200)
+    p.add_argument('--cold-runs', type=int, default=5)
+    p.add_argument('--clean-runs', type=int, default=3)
+    p.add_argument('--tool', choices=['auto', 'wrk', 'python'], default='auto')
+    p.add_argument('--no-seed-package', action='store_true')
+    p.add_argument('--work-dir')
+    p.set_defaults(func=_cmd_bench)
 
 # %% ../nbs/20_cli.ipynb #fc8cbf3e
 def build_parser() -> argparse.ArgumentParser:
@@ -364,7 +433,8 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 # %% ../nbs/20_cli.ipynb #c8072baf
-_ADDERS = [_add_data, _add_report, _add_model, _add_alerts, _add_publish, _add_serve, _add_retrain, _add_deploy, _add_bench]
+_ADDERS = [_add_data, _add_report, _add_model, _add_alerts, _add_publish, _add_serve, _add_retrain, _add_deploy,
+           _add_bench]
 
 # %% ../nbs/20_cli.ipynb #a94e822a
 def main(argv=None) -> int:
@@ -372,7 +442,8 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try: rc = args.func(args)
     except KeyboardInterrupt:
-        print('error: interrupted', file=sys.stderr); return 130
+        print('error: interrupted', file=sys.stderr)
+        return 130
     except _user_errors() as e:
         if args.debug: raise
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__

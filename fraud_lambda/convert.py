@@ -11,7 +11,8 @@ import numpy as np
 from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
 from .bundle import write_bundle
-from .preprocess import INPUTS, check_spec, transform, PreprocessError
+from .schema import FEATURES
+from .preprocess import check_spec, transform, PreprocessError
 from .features import Preprocessor, Calibrated, MarginBlend, PROBA_EPS, model_margin
 
 # %% auto #0
@@ -35,7 +36,8 @@ def _check_fitted(obj):
 def _check_binary(clf):
     classes = getattr(clf, 'classes_', None)
     if classes is None or len(classes) != 2:
-        raise ConversionError(f"{_what(clf)} must be a binary classifier; it has classes {None if classes is None else list(classes)}")
+        raise ConversionError(f"{_what(clf)} must be a binary classifier; it has classes "
+                              f"{None if classes is None else list(classes)}")
 
 def _check_width(obj, n, width):
     if n != width: raise ConversionError(f"{_what(obj)} was fitted on {n} features but its pipeline gives it {width}")
@@ -55,22 +57,27 @@ def _export_step(step, width):
         _check_fitted(step)
         try: spec = check_spec(json.loads(json.dumps(step.spec_)))
         except PreprocessError as e: raise ConversionError(f"Preprocessor: {e}") from None
-        if len(spec['inputs']) != width: raise ConversionError(f"Preprocessor reads {len(spec['inputs'])} columns but receives {width}")
+        if len(spec['inputs']) != width:
+            raise ConversionError(f"Preprocessor reads {len(spec['inputs'])} columns but receives {width}")
         return {'op': 'preprocess', 'spec': spec}, len(spec['outputs'])
     if _what(step) == 'StandardScaler' and type(step).__module__.startswith('sklearn.'):
-        _check_fitted(step); _check_width(step, step.n_features_in_, width)
+        _check_fitted(step)
+        _check_width(step, step.n_features_in_, width)
         mean = np.zeros(width) if step.mean_ is None else np.asarray(step.mean_, dtype=np.float64)
         scale = np.ones(width) if step.scale_ is None else np.asarray(step.scale_, dtype=np.float64)
         if not (np.isfinite(mean).all() and np.isfinite(scale).all() and (scale > 0).all()):
             raise ConversionError('StandardScaler has a non-finite mean/scale or a zero scale')
         return {'op': 'standardize', 'mean': mean.tolist(), 'scale': scale.tolist()}, width
-    raise ConversionError(f"unsupported pipeline step {_what(step)}: expected Preprocessor, StandardScaler or a sampler (SMOTE, RandomUnderSampler)")
+    raise ConversionError(f"unsupported pipeline step {_what(step)}: expected Preprocessor, StandardScaler or a "
+                          "sampler (SMOTE, RandomUnderSampler)")
 
 # %% ../nbs/07a_convert.ipynb #01d6dc1d
 def _export_linear(clf, width, arrays, key):
-    _check_fitted(clf); _check_binary(clf)
+    _check_fitted(clf)
+    _check_binary(clf)
     coef = np.asarray(clf.coef_, dtype=np.float64)
-    if coef.shape != (1, width): raise ConversionError(f"{_what(clf)} has coef_ of shape {coef.shape}, expected (1, {width})")
+    if coef.shape != (1, width):
+        raise ConversionError(f"{_what(clf)} has coef_ of shape {coef.shape}, expected (1, {width})")
     if not np.isfinite(coef).all(): raise ConversionError(f"{_what(clf)} has non-finite coefficients")
     arrays[f'{key}.coef'] = coef[0].copy()
     return {'type': 'linear', 'family': 'logistic_regression', 'arrays': key, 'n_features': width,
@@ -80,7 +87,8 @@ def _export_linear(clf, width, arrays, key):
 def _pack_trees(trees, key, arrays):
     "Concatenate per-tree node arrays into one flat set plus per-tree offsets; returns the node count"
     cat = lambda k, dt: np.concatenate([np.asarray(t[k], dtype=dt) for t in trees])
-    for k, dt in (('feature', np.int32), ('threshold', np.float64), ('left', np.int32), ('right', np.int32), ('value', np.float64), ('default_left', bool)):
+    for k, dt in (('feature', np.int32), ('threshold', np.float64), ('left', np.int32), ('right', np.int32),
+                  ('value', np.float64), ('default_left', bool)):
         arrays[f'{key}.{k}'] = cat(k, dt)
     arrays[f'{key}.offsets'] = np.concatenate([[0], np.cumsum([len(t['value']) for t in trees])]).astype(np.int64)
     return len(arrays[f'{key}.value'])
@@ -90,18 +98,23 @@ def _sklearn_tree(est):
     t = est.tree_
     if t.n_outputs != 1 or t.value.shape[2] != 2: raise ConversionError(f"{_what(est)} must have one binary output")
     v = t.value[:, 0, :2]
-    norm = v.sum(axis=1); norm[norm == 0.0] = 1.0
+    norm = v.sum(axis=1)
+    norm[norm == 0.0] = 1.0
     leaf = t.children_left == -1
     return {'feature': np.where(leaf, -1, t.feature), 'threshold': np.where(leaf, 0.0, t.threshold),
             'left': t.children_left, 'right': t.children_right, 'value': v[:, 1] / norm,
             'default_left': np.asarray(t.missing_go_to_left, dtype=bool)}
 
 def _export_forest(clf, width, arrays, key):
-    _check_fitted(clf); _check_binary(clf); _check_width(clf, clf.n_features_in_, width)
-    if getattr(clf, 'n_outputs_', 1) != 1: raise ConversionError(f"{_what(clf)} has {clf.n_outputs_} outputs; only one is supported")
+    _check_fitted(clf)
+    _check_binary(clf)
+    _check_width(clf, clf.n_features_in_, width)
+    if getattr(clf, 'n_outputs_', 1) != 1:
+        raise ConversionError(f"{_what(clf)} has {clf.n_outputs_} outputs; only one is supported")
     trees = [_sklearn_tree(e) for e in clf.estimators_]
     n = _pack_trees(trees, key, arrays)
-    return {'type': 'trees', 'family': {'RandomForestClassifier': 'random_forest', 'ExtraTreesClassifier': 'extra_trees'}[_what(clf)],
+    return {'type': 'trees',
+            'family': {'RandomForestClassifier': 'random_forest', 'ExtraTreesClassifier': 'extra_trees'}[_what(clf)],
             'arrays': key, 'n_features': width, 'n_trees': len(trees), 'n_nodes': n, 'aggregate': 'mean_proba',
             'baseline': 0.0, 'input_dtype': 'float32', 'proba_eps': PROBA_EPS, 'node_values': 'class1_fraction'}
 
@@ -111,27 +124,36 @@ def _hgb_tree(pred):
     nd = pred.nodes
     if nd['is_categorical'].any(): raise ConversionError('HistGradientBoostingClassifier uses categorical splits, which the scorer does not support')
     leaf = nd['is_leaf'].astype(bool)
-    left = np.where(leaf, -1, nd['left'].astype(np.int64)); right = np.where(leaf, -1, nd['right'].astype(np.int64))
-    value = np.where(leaf, nd['value'], 0.0); count = nd['count'].astype(np.float64)
+    left = np.where(leaf, -1, nd['left'].astype(np.int64))
+    right = np.where(leaf, -1, nd['right'].astype(np.int64))
+    value = np.where(leaf, nd['value'], 0.0)
+    count = nd['count'].astype(np.float64)
     for i in range(len(nd) - 1, -1, -1):  # children come after their parent
         if not leaf[i]:
-            l, r = left[i], right[i]; c = count[l] + count[r]
+            l, r = left[i], right[i]
+            c = count[l] + count[r]
             value[i] = (count[l] * value[l] + count[r] * value[r]) / c if c > 0 else (value[l] + value[r]) / 2
             count[i] = c
     return {'feature': np.where(leaf, -1, nd['feature_idx']), 'threshold': np.where(leaf, 0.0, nd['num_threshold']),
             'left': left, 'right': right, 'value': value, 'default_left': nd['missing_go_to_left'].astype(bool)}
 
 def _export_hgb(clf, width, arrays, key):
-    _check_fitted(clf); _check_binary(clf); _check_width(clf, clf.n_features_in_, width)
-    if clf.n_trees_per_iteration_ != 1: raise ConversionError(f"{_what(clf)} has {clf.n_trees_per_iteration_} trees per iteration; only binary models are supported")
+    _check_fitted(clf)
+    _check_binary(clf)
+    _check_width(clf, clf.n_features_in_, width)
+    if clf.n_trees_per_iteration_ != 1:
+        raise ConversionError(f"{_what(clf)} has {clf.n_trees_per_iteration_} trees per iteration; only binary "
+                              "models are supported")
     if getattr(clf, 'is_categorical_', None) is not None and np.any(clf.is_categorical_):
         raise ConversionError(f"{_what(clf)} has categorical features, which the scorer does not support")
-    if type(clf._loss).__name__ != 'HalfBinomialLoss': raise ConversionError(f"{_what(clf)} uses loss {type(clf._loss).__name__}; only log_loss is supported")
+    if type(clf._loss).__name__ != 'HalfBinomialLoss':
+        raise ConversionError(f"{_what(clf)} uses loss {type(clf._loss).__name__}; only log_loss is supported")
     trees = [_hgb_tree(it[0]) for it in clf._predictors]
     n = _pack_trees(trees, key, arrays)
-    return {'type': 'trees', 'family': 'hist_gradient_boosting', 'arrays': key, 'n_features': width, 'n_trees': len(trees),
-            'n_nodes': n, 'aggregate': 'sum', 'baseline': _finite(np.ravel(clf._baseline_prediction)[0], 'HGB baseline'),
-            'input_dtype': 'float64', 'node_values': 'cover_weighted_leaf_mean'}
+    return {'type': 'trees', 'family': 'hist_gradient_boosting', 'arrays': key, 'n_features': width,
+            'n_trees': len(trees), 'n_nodes': n, 'aggregate': 'sum',
+            'baseline': _finite(np.ravel(clf._baseline_prediction)[0], 'HGB baseline'), 'input_dtype': 'float64',
+            'node_values': 'cover_weighted_leaf_mean'}
 
 # %% ../nbs/07a_convert.ipynb #e1b11105
 def _lgbm_threshold(thr):
@@ -158,37 +180,48 @@ def _lgbm_tree(tree, where):
         if mt not in ('None', 'NaN'): raise ConversionError(f"{where} has missing_type {mt!r} (zero_as_missing); only 'None' and 'NaN' are supported")
         thr = float(node['threshold'])
         out['feature'].append(int(node['split_feature'])); out['threshold'].append(_lgbm_threshold(thr))
-        out['left'].append(-1); out['right'].append(-1); out['value'].append(float(node['internal_value']))
+        out['left'].append(-1)
+        out['right'].append(-1)
+        out['value'].append(float(node['internal_value']))
         out['default_left'].append(bool(node['default_left']) if mt == 'NaN' else 0.0 <= thr)
-        stack.append((node['right_child'], i, 'right')); stack.append((node['left_child'], i, 'left'))
+        stack.append((node['right_child'], i, 'right'))
+        stack.append((node['left_child'], i, 'left'))
     return out
 
 def _check_lgbm_objective(d, clf):
     obj = str(d.get('objective', '')).split()
-    if not obj or obj[0] != 'binary': raise ConversionError(f"{_what(clf)} has objective {d.get('objective')!r}; only 'binary' is supported")
+    if not obj or obj[0] != 'binary':
+        raise ConversionError(f"{_what(clf)} has objective {d.get('objective')!r}; only 'binary' is supported")
     sig = [o for o in obj[1:] if o.startswith('sigmoid:')]
-    if sig and float(sig[0].split(':')[1]) != 1.0: raise ConversionError(f"{_what(clf)} uses {sig[0]}; only sigmoid:1 is supported")
+    if sig and float(sig[0].split(':')[1]) != 1.0:
+        raise ConversionError(f"{_what(clf)} uses {sig[0]}; only sigmoid:1 is supported")
 
 def _export_lgbm(clf, width, arrays, key):
-    _check_fitted(clf); _check_binary(clf)
+    _check_fitted(clf)
+    _check_binary(clf)
     d = clf.booster_.dump_model()
     _check_lgbm_objective(d, clf)
-    if d.get('num_class', 1) != 1 or d.get('num_tree_per_iteration', 1) != 1: raise ConversionError(f"{_what(clf)} is multi-class; only binary models are supported")
-    if d.get('average_output'): raise ConversionError(f"{_what(clf)} averages its trees (boosting='rf'), which the scorer does not support")
+    if d.get('num_class', 1) != 1 or d.get('num_tree_per_iteration', 1) != 1:
+        raise ConversionError(f"{_what(clf)} is multi-class; only binary models are supported")
+    if d.get('average_output'):
+        raise ConversionError(f"{_what(clf)} averages its trees (boosting='rf'), which the scorer does not support")
     _check_width(clf, d['max_feature_idx'] + 1, width)
     trees = [_lgbm_tree(t, f"{_what(clf)} tree {t['tree_index']}") for t in d['tree_info']]
     n = _pack_trees(trees, key, arrays)
-    return {'type': 'trees', 'family': 'lightgbm', 'arrays': key, 'n_features': width, 'n_trees': len(trees), 'n_nodes': n,
-            'aggregate': 'sum', 'baseline': 0.0, 'input_dtype': 'float64', 'node_values': 'lightgbm_internal_value'}
+    return {'type': 'trees', 'family': 'lightgbm', 'arrays': key, 'n_features': width, 'n_trees': len(trees),
+            'n_nodes': n, 'aggregate': 'sum', 'baseline': 0.0, 'input_dtype': 'float64',
+            'node_values': 'lightgbm_internal_value'}
 
 # %% ../nbs/07a_convert.ipynb #6ccde73c
-_CLASSIFIERS = {'LogisticRegression': _export_linear, 'RandomForestClassifier': _export_forest, 'ExtraTreesClassifier': _export_forest,
-                'HistGradientBoostingClassifier': _export_hgb, 'LGBMClassifier': _export_lgbm}
+_CLASSIFIERS = {'LogisticRegression': _export_linear, 'RandomForestClassifier': _export_forest,
+                'ExtraTreesClassifier': _export_forest, 'HistGradientBoostingClassifier': _export_hgb,
+                'LGBMClassifier': _export_lgbm}
 
 def _export_classifier(clf, width, arrays):
     fn, mod = _CLASSIFIERS.get(_what(clf)), type(clf).__module__
     if fn is None or not (mod.startswith('sklearn.') or mod.startswith('lightgbm')):
-        raise ConversionError(f"unsupported model {_what(clf)} ({mod}); supported: {', '.join(_CLASSIFIERS)}, Calibrated, MarginBlend and pipelines of them")
+        raise ConversionError(f"unsupported model {_what(clf)} ({mod}); supported: {', '.join(_CLASSIFIERS)}, "
+                              "Calibrated, MarginBlend and pipelines of them")
     return fn(clf, width, arrays, f"m{len({k.split('.')[0] for k in arrays})}")
 
 def _export_node(model, width, arrays):
@@ -198,8 +231,10 @@ def _export_node(model, width, arrays):
                 'method': str(model.method), 'model': _export_node(model.estimator, width, arrays)}
     if isinstance(model, MarginBlend):
         w = model._w()
-        if len(model.estimators) == 0 or len(w) != len(model.estimators): raise ConversionError(f"MarginBlend has {len(model.estimators)} members and {len(w)} weights")
-        return {'type': 'blend', 'weights': [_finite(x, 'MarginBlend weight') for x in w], 'bias': _finite(model.bias, 'MarginBlend.bias'),
+        if len(model.estimators) == 0 or len(w) != len(model.estimators):
+            raise ConversionError(f"MarginBlend has {len(model.estimators)} members and {len(w)} weights")
+        return {'type': 'blend', 'weights': [_finite(x, 'MarginBlend weight') for x in w],
+                'bias': _finite(model.bias, 'MarginBlend.bias'),
                 'members': [{'name': str(n), 'model': _export_node(e, width, arrays)} for n, e in model.estimators]}
     if hasattr(model, 'steps'): return _export_pipeline(model, width, arrays, _export_node)
     return _export_classifier(model, width, arrays)
@@ -211,21 +246,23 @@ def _export_pipeline(model, width, arrays, export_last):
         t, w = _export_step(step, w)
         if t is None: skipped.append(f"{name}:{_what(step)}")
         else: transforms.append(t)
-    return {'type': 'pipeline', 'transforms': transforms, 'fit_only_steps': skipped, 'model': export_last(model.steps[-1][1], w, arrays)}
+    return {'type': 'pipeline', 'transforms': transforms, 'fit_only_steps': skipped,
+            'model': export_last(model.steps[-1][1], w, arrays)}
 
 # %% ../nbs/07a_convert.ipynb #d0912f01
 def export_model(model) -> tuple[dict, dict]:
     "A fitted model as (JSON-able spec, dict of numpy arrays), or a `ConversionError` saying why it cannot be"
     arrays = {}
-    root = _export_node(model, len(INPUTS), arrays)
-    return {'format': MODEL_FORMAT, 'n_inputs': len(INPUTS), 'root': root}, arrays
+    root = _export_node(model, len(FEATURES), arrays)
+    return {'format': MODEL_FORMAT, 'n_inputs': len(FEATURES), 'root': root}, arrays
 
 # %% ../nbs/07a_convert.ipynb #c6f081d6
 ANOMALY_FORMAT = 1
 
 def _c(n):
     "Average path length c(n) of an unsuccessful search in a binary search tree of n points, as scikit-learn computes it"
-    n = np.asarray(n, dtype=np.float64).reshape(1, -1); out = np.zeros(n.shape)
+    n = np.asarray(n, dtype=np.float64).reshape(1, -1)
+    out = np.zeros(n.shape)
     many = n > 2
     out[n == 2] = 1.0
     out[many] = 2.0 * (np.log(n[many] - 1.0) + np.euler_gamma) - 2.0 * (n[many] - 1.0) / n[many]
@@ -250,58 +287,73 @@ def _export_iforest(det, width, arrays, key):
         raise ConversionError(f"{_what(det)}: estimators_features_ do not match its trees")
     trees = [_iforest_tree(e, f) for e, f in zip(det.estimators_, feats)]
     n = _pack_trees(trees, key, arrays)
-    return {'type': 'isolation_forest', 'arrays': key, 'n_features': width, 'n_trees': len(trees), 'n_nodes': n, 'input_dtype': 'float32',
-            'max_samples': int(max_samples), 'max_features': int(max_features), 'denominator': float(len(trees) * _c([max_samples])[0]),
-            'offset': _finite(det.offset_, f"{_what(det)}.offset_"), 'raw_score': 'score_samples', 'higher_is': 'normal'}
+    return {'type': 'isolation_forest', 'arrays': key, 'n_features': width, 'n_trees': len(trees), 'n_nodes': n,
+            'input_dtype': 'float32', 'max_samples': int(max_samples), 'max_features': int(max_features),
+            'denominator': float(len(trees) * _c([max_samples])[0]),
+            'offset': _finite(det.offset_, f"{_what(det)}.offset_"), 'raw_score': 'score_samples',
+            'higher_is': 'normal'}
 
 def _export_mahalanobis(det, width, arrays, key):
-    _check_fitted(det); _check_width(det, det.n_features_in_, width)
+    _check_fitted(det)
+    _check_width(det, det.n_features_in_, width)
     loc, prec = np.asarray(det.location_, dtype=np.float64), np.asarray(det.get_precision(), dtype=np.float64)
-    if loc.shape != (width,) or prec.shape != (width, width): raise ConversionError(f"{_what(det)} has location {loc.shape} and precision {prec.shape}, expected ({width},) and ({width}, {width})")
-    if not (np.isfinite(loc).all() and np.isfinite(prec).all()): raise ConversionError(f"{_what(det)} has a non-finite location or precision")
+    if loc.shape != (width,) or prec.shape != (width, width):
+        raise ConversionError(f"{_what(det)} has location {loc.shape} and precision {prec.shape}, expected "
+                              f"({width},) and ({width}, {width})")
+    if not (np.isfinite(loc).all() and np.isfinite(prec).all()):
+        raise ConversionError(f"{_what(det)} has a non-finite location or precision")
     arrays[f'{key}.location'], arrays[f'{key}.precision'] = loc.copy(), prec.ravel().copy()
-    return {'type': 'mahalanobis', 'family': _what(det), 'arrays': key, 'n_features': width, 'raw_score': 'mahalanobis', 'higher_is': 'unusual'}
+    return {'type': 'mahalanobis', 'family': _what(det), 'arrays': key, 'n_features': width,
+            'raw_score': 'mahalanobis', 'higher_is': 'unusual'}
 
-_DETECTORS = {'IsolationForest': _export_iforest, 'MinCovDet': _export_mahalanobis, 'EllipticEnvelope': _export_mahalanobis,
-              'EmpiricalCovariance': _export_mahalanobis}
+_DETECTORS = {'IsolationForest': _export_iforest, 'MinCovDet': _export_mahalanobis,
+              'EllipticEnvelope': _export_mahalanobis, 'EmpiricalCovariance': _export_mahalanobis}
 
 def _export_detector(det, width, arrays):
     "One node of the anomaly spec: a pipeline, or a supported detector"
     if hasattr(det, 'steps'): return _export_pipeline(det, width, arrays, _export_detector)
     fn = _DETECTORS.get(_what(det))
     if fn is None or not type(det).__module__.startswith('sklearn.'):
-        raise ConversionError(f"unsupported anomaly detector {_what(det)} ({type(det).__module__}); supported: {', '.join(_DETECTORS)} and pipelines ending in one")
+        raise ConversionError(f"unsupported anomaly detector {_what(det)} ({type(det).__module__}); supported: "
+                              f"{', '.join(_DETECTORS)} and pipelines ending in one")
     return fn(det, width, arrays, 'a0')
 
 # %% ../nbs/07a_convert.ipynb #ba853770
 def check_quantiles(quantiles, levels=None) -> tuple[np.ndarray, np.ndarray]:
     "A calibration table as float64 (quantiles, levels): >= 2 finite non-decreasing quantiles at levels rising strictly from 0 to 1 (evenly spaced if None)"
-    q = np.asarray(quantiles, dtype=np.float64) if not isinstance(quantiles, np.ndarray) or quantiles.dtype.kind in 'iuf' else None
+    q = np.asarray(quantiles, dtype=np.float64) if not isinstance(quantiles,
+                                                                  np.ndarray) or quantiles.dtype.kind in 'iuf' else None
     if q is None or q.ndim != 1 or len(q) < 2 or not np.isfinite(q).all() or (np.diff(q) < 0).any():
-        raise ConversionError(f"anomaly quantiles must be at least 2 finite non-decreasing numbers, got {np.asarray(quantiles)!r:.80}")
+        raise ConversionError("anomaly quantiles must be at least 2 finite non-decreasing numbers, got "
+                              f"{np.asarray(quantiles)!r:.80}")
     lv = np.linspace(0.0, 1.0, len(q)) if levels is None else np.asarray(levels, dtype=np.float64)
     if lv.shape != q.shape or lv[0] != 0.0 or lv[-1] != 1.0 or (np.diff(lv) <= 0).any():
-        raise ConversionError(f"anomaly levels must rise strictly from 0 to 1 with one level per quantile ({len(q)}), got {np.asarray(levels)!r:.80}")
+        raise ConversionError("anomaly levels must rise strictly from 0 to 1 with one level per quantile "
+                              f"({len(q)}), got {np.asarray(levels)!r:.80}")
     return q, lv
 
 def check_anomaly_policy(policy) -> dict:
     "A routing policy: {'route_to_review': False} or {'route_to_review': True, 'threshold': t} with 0 < t <= 1 (other keys are kept as notes)"
     on = policy.get('route_to_review') if isinstance(policy, dict) else None
     t = policy.get('threshold') if isinstance(policy, dict) else None
-    if not isinstance(on, bool) or (on and not (isinstance(t, (int, float)) and not isinstance(t, bool) and 0 < t <= 1)):
-        raise ConversionError(f"anomaly policy must be {{'route_to_review': False}} or {{'route_to_review': True, 'threshold': t}} with 0 < t <= 1, got {policy!r:.120}")
+    if not isinstance(on, bool) or (on
+                                    and not (isinstance(t, (int, float)) and not isinstance(t, bool) and 0 < t <= 1)):
+        raise ConversionError(f"anomaly policy must be {{'route_to_review': False}} or {{'route_to_review': "
+                              f"True, 'threshold': t}} with 0 < t <= 1, got {policy!r:.120}")
     return json.loads(json.dumps(policy, allow_nan=False))
 
 # %% ../nbs/07a_convert.ipynb #04c84b9f
 def export_anomaly(detector, quantiles, policy:dict|None=None, name:str|None=None, levels=None) -> tuple[dict, dict]:
     "A fitted detector (or pipeline ending in one), its calibration table (quantiles at `levels`) and routing policy as (bundle section, arrays)"
     arrays = {}
-    root = _export_detector(detector, len(INPUTS), arrays)
+    root = _export_detector(detector, len(FEATURES), arrays)
     arrays['anomaly.quantiles'], arrays['anomaly.levels'] = check_quantiles(quantiles, levels)
-    section = {'format': ANOMALY_FORMAT, 'n_inputs': len(INPUTS), 'root': root,
-               'calibration': {'method': 'percentile', 'of': 'training legitimate traffic', 'array': 'anomaly.quantiles', 'levels': 'anomaly.levels',
-                               'n_points': len(arrays['anomaly.quantiles'])},
-               'policy': check_anomaly_policy(policy if policy is not None else {'route_to_review': False})}
+    section = {'format': ANOMALY_FORMAT, 'n_inputs': len(FEATURES), 'root': root,
+               'calibration': {'method': 'percentile', 'of': 'training legitimate traffic',
+                               'array': 'anomaly.quantiles', 'levels': 'anomaly.levels',
+                               'n_points': len(arrays['anomaly.quantiles'])}, 'policy': check_anomaly_policy(policy
+                                                                                                             if policy is not None
+                                                                                                             else {'route_to_review': False})}
     if name: section['name'] = str(name)
     return section, arrays
 
@@ -317,7 +369,8 @@ def _pkg_version(name):
 
 def library_versions(spec:dict) -> dict:
     "Versions of python, numpy and the libraries that trained the model, for the manifest"
-    names = ['numpy', 'scikit-learn'] + (['lightgbm'] if _uses(spec['root'], 'lightgbm') else []) + ['imbalanced-learn', 'fraud-lambda']
+    names = ['numpy', 'scikit-learn'] + (['lightgbm'] if _uses(spec['root'], 'lightgbm')
+                                         else []) + ['imbalanced-learn', 'fraud-lambda']
     out = {n: _pkg_version(n) for n in names}
     out['python'] = sys.version.split()[0]
     return {k: v for k, v in out.items() if v}
@@ -327,7 +380,8 @@ RESERVED = ('model', 'features', 'library_versions', 'anomaly', 'format', 'forma
 
 def _check_thresholds(t):
     "Thresholds must be {'review': r, 'block': b} with 0 <= r <= b <= 1"
-    ok = isinstance(t, dict) and all(isinstance(t.get(k), (int, float)) and not isinstance(t.get(k), bool) for k in ('review', 'block'))
+    ok = isinstance(t, dict) and all(isinstance(t.get(k), (int, float)) and not isinstance(t.get(k), bool)
+                                     for k in ('review', 'block'))
     if not (ok and 0 <= t['review'] <= t['block'] <= 1):
         raise ConversionError(f"thresholds must be {{'review': r, 'block': b}} with 0 <= r <= b <= 1, got {t!r}")
 
@@ -338,10 +392,11 @@ def save_bundle(model, path, manifest_extra:dict|None=None, key=None, anomaly:tu
     if clash: raise ConversionError(f"manifest_extra may not set {', '.join(clash)}: save_bundle writes them")
     if 'thresholds' in extra: _check_thresholds(extra['thresholds'])
     spec, arrays = export_model(model)
-    manifest = {**extra, 'model': spec, 'features': list(INPUTS), 'library_versions': library_versions(spec)}
+    manifest = {**extra, 'model': spec, 'features': list(FEATURES), 'library_versions': library_versions(spec)}
     if anomaly is not None:
         section, a_arrays = anomaly
-        if set(a_arrays) & set(arrays): raise ConversionError(f"anomaly arrays {sorted(set(a_arrays) & set(arrays))} clash with the model's")
+        if set(a_arrays) & set(arrays):
+            raise ConversionError(f"anomaly arrays {sorted(set(a_arrays) & set(arrays))} clash with the model's")
         manifest['anomaly'], arrays = section, {**arrays, **a_arrays}
     return write_bundle(path, manifest, arrays, key=key)
 
@@ -353,20 +408,24 @@ def bundle_from_run(run_dir, dest=None, name:str='fraud', key=None) -> Path:
     for f in ('metrics.json', 'models/chosen.joblib'):
         if not (run_dir/f).exists(): raise ConversionError(f"{run_dir}: no {f}; is this a completed report run?")
     m = json.loads((run_dir/'metrics.json').read_text())
-    if not m.get('thresholds'): raise ConversionError(f"{run_dir}/metrics.json has no thresholds (the thresholds step did not run)")
+    if not m.get('thresholds'):
+        raise ConversionError(f"{run_dir}/metrics.json has no thresholds (the thresholds step did not run)")
     hold = m['models']['chosen']['holdout']
     extra = {'name': name, 'model_name': m['chosen_model'], 'thresholds': m['thresholds'], 'report_run': m['run_id'],
              'training_data': m['data'], 'calibration': m.get('calibration'), 'cost_model': m.get('cost_model'),
-             'metrics': {'holdout': {k: v['value'] for k, v in hold.items()}, 'holdout_ci95': {k: v['ci95'] for k, v in hold.items()},
+             'metrics': {'holdout': {k: v['value'] for k, v in hold.items()},
+                         'holdout_ci95': {k: v['ci95'] for k, v in hold.items()},
                          'operating_point': m.get('operating_point')}}
     dest = Path(dest or run_dir/'bundle')
-    return save_bundle(joblib.load(run_dir/'models'/'chosen.joblib'), dest, extra, key=key, anomaly=_run_anomaly(run_dir))
+    return save_bundle(joblib.load(run_dir/'models'/'chosen.joblib'), dest, extra, key=key,
+                       anomaly=_run_anomaly(run_dir))
 
 def _run_anomaly(run_dir):
     "The run's anomaly detector, calibration and policy as `export_anomaly` output, or None if the run has no detector"
     import joblib
     if not (run_dir/'models'/'anomaly.joblib').exists(): return None
-    if not (run_dir/'anomaly.json').exists(): raise ConversionError(f"{run_dir}: models/anomaly.joblib without anomaly.json (its calibration and policy)")
+    if not (run_dir/'anomaly.json').exists():
+        raise ConversionError(f"{run_dir}: models/anomaly.joblib without anomaly.json (its calibration and policy)")
     a = json.loads((run_dir/'anomaly.json').read_text())
-    return export_anomaly(joblib.load(run_dir/'models'/'anomaly.joblib'), a['calibration']['quantiles'], a['policy'], name=a.get('detector'),
-                          levels=a['calibration'].get('levels'))
+    return export_anomaly(joblib.load(run_dir/'models'/'anomaly.joblib'), a['calibration']['quantiles'], a['policy'],
+                          name=a.get('detector'), levels=a['calibration'].get('levels'))

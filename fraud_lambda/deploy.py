@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 import fraud_lambda
+from .bundle import sha256_file
 
 # %% auto #0
 __all__ = ['SERVING_MODULES', 'OPTIONAL_SERVING_MODULES', 'HANDLER', 'RUNTIME_PROVIDED', 'RESEARCH_STACK', 'SEED_REQUIREMENTS',
@@ -27,9 +28,10 @@ class DeployError(RuntimeError):
     "A package or deployment that cannot go ahead: the message names what was wrong, where, and what to do"
 
 # %% ../nbs/13_deploy.ipynb #dfe54ad2
-SERVING_MODULES = ('fraud_lambda/__init__.py', 'fraud_lambda/preprocess.py', 'fraud_lambda/bundle.py', 'fraud_lambda/scorer.py',
+SERVING_MODULES = ('fraud_lambda/__init__.py', 'fraud_lambda/schema.py', 'fraud_lambda/config.py',
+                   'fraud_lambda/preprocess.py', 'fraud_lambda/bundle.py', 'fraud_lambda/scorer.py',
                    'fraud_lambda/store.py', 'fraud_lambda/alerts.py', 'fraud_lambda/handler.py')
-OPTIONAL_SERVING_MODULES = ('fraud_lambda/config.py',)
+OPTIONAL_SERVING_MODULES = ()
 HANDLER = 'fraud_lambda.handler.handler'
 RUNTIME_PROVIDED = ('boto3', 'botocore', 's3transfer', 'jmespath', 'urllib3', 'python-dateutil', 'six')
 RESEARCH_STACK = ('sklearn', 'scipy', 'pandas', 'matplotlib', 'imblearn', 'lightgbm', 'joblib')
@@ -44,7 +46,8 @@ MB = 2**20
 # %% ../nbs/13_deploy.ipynb #f2b4a4c6
 def _machine(arch) -> str:
     "The manylinux machine name for Lambda architecture `arch`"
-    if arch not in LAMBDA_ARCHS: raise DeployError(f"arch must be one of {', '.join(LAMBDA_ARCHS)} (Lambda's names), got {arch!r}")
+    if arch not in LAMBDA_ARCHS:
+        raise DeployError(f"arch must be one of {', '.join(LAMBDA_ARCHS)} (Lambda's names), got {arch!r}")
     return LAMBDA_ARCHS[arch]
 
 def lambda_platforms(arch:str='x86_64', glibc:tuple=LAMBDA_GLIBC) -> list:
@@ -66,10 +69,13 @@ def serving_requirements(source=None) -> list:
     "The serving dependencies: `requirements` of settings.ini in the checkout, else the installed metadata without extras"
     ini = _project_file(_source_dir(source), 'settings.ini')
     if ini:
-        cfg = configparser.ConfigParser(); cfg.read(ini)
+        cfg = configparser.ConfigParser()
+        cfg.read(ini)
         return cfg['DEFAULT'].get('requirements', '').split()
     try: reqs = metadata.requires('fraud-lambda') or []
-    except metadata.PackageNotFoundError: raise DeployError(f"no settings.ini next to {_source_dir(source)} and fraud-lambda is not installed: cannot tell the serving requirements") from None
+    except metadata.PackageNotFoundError:
+        raise DeployError(f"no settings.ini next to {_source_dir(source)} and fraud-lambda is not installed: "
+                          "cannot tell the serving requirements") from None
     return [r.split(';')[0].strip() for r in reqs if 'extra ==' not in r]
 
 # %% ../nbs/13_deploy.ipynb #402a473e
@@ -81,11 +87,13 @@ def _pip_error(stderr) -> str:
 def pip_install(requirements, target, arch:str='x86_64', python_version:str='3.12', constraints=None) -> Path:
     "Install `requirements` into `target` as cp`python_version` manylinux wheels for Lambda `arch` (binary only, no .pyc)"
     platforms = [a for p in lambda_platforms(arch) for a in ('--platform', p)]
-    cmd = [sys.executable, '-m', 'pip', 'install', '--quiet', '--disable-pip-version-check', '--no-compile', '--target', str(target),
-           '--only-binary=:all:', '--implementation', 'cp', '--python-version', python_version, *platforms,
-           *(['-c', str(constraints)] if constraints else []), *requirements]
+    cmd = [sys.executable, '-m', 'pip', 'install', '--quiet', '--disable-pip-version-check', '--no-compile',
+           '--target', str(target), '--only-binary=:all:', '--implementation', 'cp', '--python-version',
+           python_version, *platforms, *(['-c', str(constraints)] if constraints else []), *requirements]
     r = subprocess.run(cmd, capture_output=True, text=True)
-    if r.returncode: raise DeployError(f"pip could not install {' '.join(requirements)} as {arch} wheels for python{python_version} into {target}:\n{_pip_error(r.stderr)}")
+    if r.returncode:
+        raise DeployError(f"pip could not install {' '.join(requirements)} as {arch} wheels for "
+                          f"python{python_version} into {target}:\n{_pip_error(r.stderr)}")
     return Path(target)
 
 # %% ../nbs/13_deploy.ipynb #a3b5a32b
@@ -96,7 +104,8 @@ def _dist_infos(target) -> dict:
     out = {}
     for d in sorted(Path(target).glob('*.dist-info')):
         meta = (d/'METADATA').read_text(errors='replace') if (d/'METADATA').exists() else ''
-        name = re.search(r'^Name: *(.+)$', meta, re.M); version = re.search(r'^Version: *(.+)$', meta, re.M)
+        name = re.search(r'^Name: *(.+)$', meta, re.M)
+        version = re.search(r'^Version: *(.+)$', meta, re.M)
         if name: out[_norm(name[1].strip())] = (name[1].strip(), version[1].strip() if version else '?', d)
     return out
 
@@ -111,7 +120,8 @@ def _prune_empty_dirs(root):
 
 def remove_distributions(target, names=RUNTIME_PROVIDED) -> dict:
     "Delete the distributions `names` from `target` by their RECORD files; return {name: version} removed"
-    target = Path(target).resolve(); wanted, removed = {_norm(n) for n in names}, {}
+    target = Path(target).resolve()
+    wanted, removed = {_norm(n) for n in names}, {}
     for key, (name, version, info) in _dist_infos(target).items():
         if key not in wanted: continue
         record = info/'RECORD'
@@ -119,14 +129,16 @@ def remove_distributions(target, names=RUNTIME_PROVIDED) -> dict:
         for line in record.read_text().splitlines():
             path = (target/line.split(',')[0]).resolve()
             if path.is_relative_to(target) and path.is_file(): path.unlink()
-        shutil.rmtree(info, ignore_errors=True); removed[name] = version
+        shutil.rmtree(info, ignore_errors=True)
+        removed[name] = version
     _prune_empty_dirs(target)
     return removed
 
 # %% ../nbs/13_deploy.ipynb #23fb38b8
 def strip_bloat(target, keep=('fraud_lambda',)) -> int:
     "Remove __pycache__, third-party tests folders, bin/ and .pyi stubs from `target`; return the bytes removed"
-    target = Path(target); doomed = [p for p in target.rglob('__pycache__') if p.is_dir()]
+    target = Path(target)
+    doomed = [p for p in target.rglob('__pycache__') if p.is_dir()]
     doomed += [p for p in target.rglob('tests') if p.is_dir() and p.relative_to(target).parts[0] not in keep]
     if (target/'bin').is_dir(): doomed.append(target/'bin')
     doomed += [p for p in target.rglob('*.pyi') if p.is_file()]
@@ -144,52 +156,59 @@ def missing_serving_modules(source=None) -> list:
 
 def copy_serving_modules(target, source=None, missing_ok:bool=False) -> list:
     "Copy SERVING_MODULES (+ OPTIONAL_SERVING_MODULES that exist) from `source` into `target`; return the missing ones"
-    source = _source_dir(source); missing = missing_serving_modules(source)
+    source = _source_dir(source)
+    missing = missing_serving_modules(source)
     if missing and not missing_ok:
-        raise DeployError(f"serving module(s) {', '.join(missing)} missing from {source}: run nbdev_export, or build from a checkout that has them")
+        raise DeployError(f"serving module(s) {', '.join(missing)} missing from {source}: run nbdev_export, "
+                          "or build from a checkout that has them")
     for m in [*SERVING_MODULES, *OPTIONAL_SERVING_MODULES]:
-        if (source/m).is_file(): (Path(target)/m).parent.mkdir(parents=True, exist_ok=True); shutil.copyfile(source/m, Path(target)/m)
+        if (source/m).is_file():
+            (Path(target)/m).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source/m, Path(target)/m)
     return missing
 
 # %% ../nbs/13_deploy.ipynb #6347e1fd
 def write_zip(src, dest) -> Path:
     "Zip the tree `src` into `dest` deterministically (sorted entries, fixed timestamps, modes from content); written to a temp file, then renamed"
-    src, dest = Path(src), Path(dest); dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix='.' + dest.name, dir=dest.parent); os.close(fd)
+    src, dest = Path(src), Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix='.' + dest.name, dir=dest.parent)
+    os.close(fd)
     try:
         with zipfile.ZipFile(tmp, 'w', zipfile.ZIP_DEFLATED) as z:
             for name, p in sorted((p.relative_to(src).as_posix(), p) for p in src.rglob('*') if p.is_file()):
                 info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
                 data = p.read_bytes()
-                info.compress_type, info.external_attr = zipfile.ZIP_DEFLATED, (0o100755 if data[:4] == b'\x7fELF' else 0o100644) << 16
+                info.compress_type, info.external_attr = zipfile.ZIP_DEFLATED, (0o100755 if data[:4] == b'\x7fELF'
+                                                                                else 0o100644) << 16
                 z.writestr(info, data, compresslevel=9)
         os.replace(tmp, dest)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True); raise
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return dest
-
-def _sha256_file(path) -> str:
-    h = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for block in iter(lambda: f.read(1 << 20), b''): h.update(block)
-    return h.hexdigest()
 
 # %% ../nbs/13_deploy.ipynb #55a97704
 def package_sizes(path) -> dict:
     "Zipped and unzipped bytes and file count of a zip, read from the zip itself"
     path = Path(path)
     with zipfile.ZipFile(path) as z: infos = [i for i in z.infolist() if not i.is_dir()]
-    return {'zipped_bytes': path.stat().st_size, 'unzipped_bytes': sum(i.file_size for i in infos), 'files': len(infos)}
+    return {'zipped_bytes': path.stat().st_size, 'unzipped_bytes': sum(i.file_size for i in infos),
+            'files': len(infos)}
 
 def _mb(n) -> str: return f"{n / MB:.1f} MB"
 
 def check_package_limits(path, zip_limit:int=ZIP_LIMIT, unzipped_limit:int=UNZIPPED_LIMIT) -> dict:
     "`package_sizes(path)`, or a DeployError if the zip is over Lambda's direct-upload or unzipped limit"
-    s = package_sizes(path); name = Path(path).name
+    s = package_sizes(path)
+    name = Path(path).name
     if s['zipped_bytes'] > zip_limit:
-        raise DeployError(f"{name} is {_mb(s['zipped_bytes'])} zipped; Lambda takes at most {_mb(zip_limit)} for a direct upload: drop dependencies or use a container image")
+        raise DeployError(f"{name} is {_mb(s['zipped_bytes'])} zipped; Lambda takes at most {_mb(zip_limit)} "
+                          "for a direct upload: drop dependencies or use a container image")
     if s['unzipped_bytes'] > unzipped_limit:
-        raise DeployError(f"{name} is {_mb(s['unzipped_bytes'])} unzipped; Lambda allows at most {_mb(unzipped_limit)} (function and layers): drop dependencies or use a container image")
+        raise DeployError(f"{name} is {_mb(s['unzipped_bytes'])} unzipped; Lambda allows at most "
+                          f"{_mb(unzipped_limit)} (function and layers): drop dependencies or use a "
+                          "container image")
     return s
 
 def format_sizes(s:dict) -> str:
@@ -199,17 +218,23 @@ def format_sizes(s:dict) -> str:
 
 # %% ../nbs/13_deploy.ipynb #75926d73
 def _check_research_absent(target):
-    found = sorted(n for n in RESEARCH_STACK if (Path(target)/n).exists() or any(Path(target).glob(f'{n}-*.dist-info')))
-    if found: raise DeployError(f"the serving package in {target} contains research package(s) {', '.join(found)}: a serving dependency pulled them in; the Lambda must not carry them")
+    found = sorted(n for n in RESEARCH_STACK if (Path(target)/n).exists()
+                   or any(Path(target).glob(f'{n}-*.dist-info')))
+    if found:
+        raise DeployError(f"the serving package in {target} contains research package(s) {', '.join(found)}: "
+                          "a serving dependency pulled them in; the Lambda must not carry them")
 
 def stage_package(target, arch:str='x86_64', python_version:str='3.12', source=None, missing_ok:bool=False,
                   requirements=None, constraints=None) -> dict:
     "Install the serving deps for Lambda `arch` into the empty directory `target`, drop runtime-provided and bloat, copy the serving modules"
-    target, source = Path(target), _source_dir(source); _machine(arch)
-    if target.exists() and any(target.iterdir()): raise DeployError(f"{target} is not empty: stage the package into a new or empty directory")
+    target, source = Path(target), _source_dir(source)
+    _machine(arch)
+    if target.exists() and any(target.iterdir()):
+        raise DeployError(f"{target} is not empty: stage the package into a new or empty directory")
     target.mkdir(parents=True, exist_ok=True)
     if not missing_ok and (missing := missing_serving_modules(source)):
-        raise DeployError(f"serving module(s) {', '.join(missing)} missing from {source}: run nbdev_export, or build from a checkout that has them")
+        raise DeployError(f"serving module(s) {', '.join(missing)} missing from {source}: run nbdev_export, "
+                          "or build from a checkout that has them")
     constraints = constraints or _project_file(source, '.ci', 'constraints.txt')
     pip_install(requirements or serving_requirements(source), target, arch, python_version, constraints)
     removed = remove_distributions(target, RUNTIME_PROVIDED)
@@ -228,7 +253,8 @@ def _python_for(version:str):
     if sys.version_info[:2] == tuple(int(x) for x in version.split('.')): cands.insert(0, sys.executable)
     for c in cands:
         if not (c and os.access(c, os.X_OK)): continue
-        r = subprocess.run([c, '-c', 'import sys; print("%d.%d" % sys.version_info[:2])'], capture_output=True, text=True)
+        r = subprocess.run([c, '-c', 'import sys; print("%d.%d" % sys.version_info[:2])'], capture_output=True,
+                           text=True)
         if r.returncode == 0 and r.stdout.strip() == version: return c   # a pyenv shim may exist and still not run
     return None
 
@@ -238,7 +264,8 @@ def precompile(target, python_version:str='3.12', echo=print) -> str|None:
     if py is None:
         echo(f"warning: no python{python_version} found; the package ships without bytecode (slower cold starts)")
         return None
-    r = subprocess.run([py, '-m', 'compileall', '-q', '-j0', '--invalidation-mode', 'unchecked-hash', str(target)], capture_output=True, text=True)
+    r = subprocess.run([py, '-m', 'compileall', '-q', '-j0', '--invalidation-mode', 'unchecked-hash', str(target)],
+                       capture_output=True, text=True)
     if r.returncode: raise DeployError(f"compileall with {py} failed: {(r.stderr or r.stdout).strip()[-300:]}")
     return py
 
@@ -251,7 +278,8 @@ def package_name(arch:str='x86_64', source=None) -> str:
     "fraud-lambda-<version>-<arch>.zip"
     return f"fraud-lambda-{_version(source)}-{arch}.zip"
 
-def build_package(arch:str='x86_64', out_dir='dist', python_version:str='3.12', source=None, missing_ok:bool=False, echo=print) -> Path:
+def build_package(arch:str='x86_64', out_dir='dist', python_version:str='3.12', source=None, missing_ok:bool=False,
+                  echo=print) -> Path:
     "Build `out_dir/fraud-lambda-<version>-<arch>.zip` (inference path only) and check it against Lambda's size limits"
     dest = Path(out_dir)/package_name(arch, source)
     with tempfile.TemporaryDirectory(prefix='fraud-lambda-pkg-') as d:
@@ -259,22 +287,29 @@ def build_package(arch:str='x86_64', out_dir='dist', python_version:str='3.12', 
         if info['missing_modules'] and echo: echo(f"warning: built without {', '.join(info['missing_modules'])}")
         write_zip(Path(d)/'pkg', dest)
     try: s = check_package_limits(dest)
-    except DeployError: dest.unlink(); raise
-    if echo: echo(f"{dest}: {format_sizes(s)}; " + ', '.join(f'{n} {v}' for n, v in sorted(info['distributions'].items())))
+    except DeployError:
+        dest.unlink()
+        raise
+    if echo:
+        echo(f"{dest}: {format_sizes(s)}; " + ', '.join(f'{n} {v}' for n, v in sorted(info['distributions'].items())))
     return dest
 
 # %% ../nbs/13_deploy.ipynb #a905b3c0
-def seed_package_size(arch:str='x86_64', python_version:str='3.12', requirements=SEED_REQUIREMENTS, constraints=None) -> dict:
+def seed_package_size(arch:str='x86_64', python_version:str='3.12', requirements=SEED_REQUIREMENTS,
+                      constraints=None) -> dict:
     "Zipped/unzipped size of the original design's dependencies (scikit-learn, numpy, scipy, joblib, threadpoolctl), built like ours"
     constraints = constraints or _project_file(_source_dir(), '.ci', 'constraints.txt')
     with tempfile.TemporaryDirectory(prefix='fraud-lambda-seed-') as d:
-        pkg = Path(d)/'pkg'; pkg.mkdir()
+        pkg = Path(d)/'pkg'
+        pkg.mkdir()
         pip_install(list(requirements), pkg, arch, python_version, constraints)
-        remove_distributions(pkg, RUNTIME_PROVIDED); strip_bloat(pkg, keep=())
+        remove_distributions(pkg, RUNTIME_PROVIDED)
+        strip_bloat(pkg, keep=())
         dists = installed_distributions(pkg)
         s = package_sizes(write_zip(pkg, Path(d)/'seed.zip'))
-    return {**s, 'zipped_mb': round(s['zipped_bytes'] / MB, 1), 'unzipped_mb': round(s['unzipped_bytes'] / MB, 1), 'arch': arch,
-            'distributions': dists, 'fits_zip_limit': s['zipped_bytes'] <= ZIP_LIMIT, 'fits_unzipped_limit': s['unzipped_bytes'] <= UNZIPPED_LIMIT}
+    return {**s, 'zipped_mb': round(s['zipped_bytes'] / MB, 1), 'unzipped_mb': round(s['unzipped_bytes'] / MB, 1),
+            'arch': arch, 'distributions': dists, 'fits_zip_limit': s['zipped_bytes'] <= ZIP_LIMIT,
+            'fits_unzipped_limit': s['unzipped_bytes'] <= UNZIPPED_LIMIT}
 
 # %% ../nbs/13_deploy.ipynb #cc188111
 def runtime_sdk(target, version:str=RUNTIME_BOTO3_FLOOR, python_version:str='3.12') -> Path:
@@ -290,21 +325,30 @@ def aws_session(region:str, profile:str|None=None):
     "A boto3 Session for `region` (and `profile`), or a DeployError if it has no credentials"
     import boto3, botocore.exceptions as bx
     try: session = boto3.session.Session(profile_name=profile, region_name=region)
-    except bx.ProfileNotFound: raise DeployError(f"AWS profile {profile!r} is not configured: run `aws configure --profile {profile}` or pass another profile") from None
+    except bx.ProfileNotFound:
+        raise DeployError(f"AWS profile {profile!r} is not configured: run `aws configure --profile "
+                          f"{profile}` or pass another profile") from None
     if session.get_credentials() is None:
-        raise DeployError("no AWS credentials found: set AWS_PROFILE (or pass --profile), or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or run `aws sso login`")
+        raise DeployError("no AWS credentials found: set AWS_PROFILE (or pass --profile), or "
+                          "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or run `aws sso login`")
     return session
 
 def account_id(session) -> str:
     "The account of the session's credentials (sts:GetCallerIdentity), or a DeployError saying why they were refused"
     import botocore.exceptions as bx
     try: return session.client('sts', config=_config(10)).get_caller_identity()['Account']
-    except bx.ClientError as e: raise DeployError(f"AWS refused the credentials ({e.response['Error'].get('Code')}: {e.response['Error'].get('Message')}); refresh them (aws sso login, new keys)") from None
-    except (bx.NoCredentialsError, bx.PartialCredentialsError) as e: raise DeployError(f"no usable AWS credentials ({e}); set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY") from None
-    except (bx.EndpointConnectionError, bx.ConnectTimeoutError, bx.ReadTimeoutError) as e: raise DeployError(f"cannot reach AWS STS ({e}); check the network and AWS_ENDPOINT_URL") from None
+    except bx.ClientError as e:
+        raise DeployError(f"AWS refused the credentials ({e.response['Error'].get('Code')}: "
+                          f"{e.response['Error'].get('Message')}); refresh them (aws sso login, new keys)") from None
+    except (bx.NoCredentialsError, bx.PartialCredentialsError) as e:
+        raise DeployError(f"no usable AWS credentials ({e}); set AWS_PROFILE or "
+                          "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY") from None
+    except (bx.EndpointConnectionError, bx.ConnectTimeoutError, bx.ReadTimeoutError) as e:
+        raise DeployError(f"cannot reach AWS STS ({e}); check the network and AWS_ENDPOINT_URL") from None
 
 # %% ../nbs/13_deploy.ipynb #119881fa
-_UPDATABLE = {'CREATE_COMPLETE', 'UPDATE_COMPLETE', 'UPDATE_ROLLBACK_COMPLETE', 'IMPORT_COMPLETE', 'IMPORT_ROLLBACK_COMPLETE'}
+_UPDATABLE = {'CREATE_COMPLETE', 'UPDATE_COMPLETE', 'UPDATE_ROLLBACK_COMPLETE', 'IMPORT_COMPLETE',
+              'IMPORT_ROLLBACK_COMPLETE'}
 
 def change_set_type(stack:str, status:str|None, region:str) -> str:
     "'CREATE' or 'UPDATE' for a stack in `status` (None: no such stack), or a DeployError saying how to recover"
@@ -312,13 +356,17 @@ def change_set_type(stack:str, status:str|None, region:str) -> str:
     if status in _UPDATABLE: return 'UPDATE'
     where = f"--stack-name {stack} --region {region}"
     if status in ('ROLLBACK_COMPLETE', 'ROLLBACK_FAILED', 'CREATE_FAILED', 'DELETE_FAILED'):
-        raise DeployError(f"stack {stack} is in {status}: its first creation failed and it cannot be updated. Read why with "
-                          f"`aws cloudformation describe-stack-events {where}`, delete it with `aws cloudformation delete-stack {where}` "
+        raise DeployError(f"stack {stack} is in {status}: its first creation failed and it cannot be "
+                          "updated. Read why with "
+                          f"`aws cloudformation describe-stack-events {where}`, delete it with `aws "
+                          f"cloudformation delete-stack {where}` "
                           f"(the model bucket and alerts table are retained), then deploy again")
     if status == 'UPDATE_ROLLBACK_FAILED':
-        raise DeployError(f"stack {stack} is in UPDATE_ROLLBACK_FAILED: run `aws cloudformation continue-update-rollback {where}`, then deploy again")
+        raise DeployError(f"stack {stack} is in UPDATE_ROLLBACK_FAILED: run `aws cloudformation "
+                          f"continue-update-rollback {where}`, then deploy again")
     if status.endswith('_IN_PROGRESS'):
-        raise DeployError(f"stack {stack} is busy ({status}): wait for it to finish (`aws cloudformation describe-stacks {where}`), then deploy again")
+        raise DeployError(f"stack {stack} is busy ({status}): wait for it to finish (`aws cloudformation "
+                          f"describe-stacks {where}`), then deploy again")
     raise DeployError(f"stack {stack} is in {status}, which fraud-lambda deploy does not know how to update")
 
 # %% ../nbs/13_deploy.ipynb #9f1bdd5f
@@ -326,10 +374,13 @@ TEMPLATE_BODY_LIMIT = 51_200
 
 def template_with_code(template:str, code_uri:str) -> str:
     "`template` with its single `CodeUri:` line pointing at `code_uri` (an s3:// URI)"
-    if not re.fullmatch(r's3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/\S+', code_uri): raise DeployError(f"code_uri must be s3://bucket/key, got {code_uri!r}")
+    if not re.fullmatch(r's3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/\S+', code_uri):
+        raise DeployError(f"code_uri must be s3://bucket/key, got {code_uri!r}")
     pattern = re.compile(r'^(?P<indent>[ \t]*)CodeUri:[ \t]*\S.*$', re.M)
     n = len(pattern.findall(template))
-    if n != 1: raise DeployError(f"the template has {n} `CodeUri:` lines; expected exactly one (the function's), on a line of its own")
+    if n != 1:
+        raise DeployError(f"the template has {n} `CodeUri:` lines; expected exactly one (the function's), on "
+                          "a line of its own")
     return pattern.sub(lambda m: f"{m['indent']}CodeUri: {code_uri}", template)
 
 # %% ../nbs/13_deploy.ipynb #5de06c8b
@@ -340,20 +391,32 @@ def _code(e) -> str: return str(getattr(e, 'response', {}).get('Error', {}).get(
 def ensure_artifacts_bucket(s3, bucket:str, region:str) -> bool:
     "Create the private, encrypted artifacts bucket unless it exists; True if it was created"
     import botocore.exceptions as bx
-    try: s3.head_bucket(Bucket=bucket); return False
+    try:
+        s3.head_bucket(Bucket=bucket)
+        return False
     except bx.ClientError as e:
-        if _code(e) in ('403', 'Forbidden', 'AccessDenied'): raise DeployError(f"artifacts bucket {bucket} exists but these credentials cannot use it (403): another account owns it, or a policy denies access") from None
+        if _code(e) in ('403', 'Forbidden', 'AccessDenied'):
+            raise DeployError(f"artifacts bucket {bucket} exists but these credentials cannot use it (403): "
+                              "another account owns it, or a policy denies access") from None
         if _code(e) not in ('404', 'NoSuchBucket', 'NotFound'): raise
-    s3.create_bucket(Bucket=bucket, **({} if region == 'us-east-1' else {'CreateBucketConfiguration': {'LocationConstraint': region}}))
-    s3.put_public_access_block(Bucket=bucket, PublicAccessBlockConfiguration={k: True for k in ('BlockPublicAcls', 'IgnorePublicAcls', 'BlockPublicPolicy', 'RestrictPublicBuckets')})
-    s3.put_bucket_encryption(Bucket=bucket, ServerSideEncryptionConfiguration={'Rules': [{'ApplyServerSideEncryptionByDefault': {'SSEAlgorithm': 'AES256'}}]})
-    s3.put_bucket_ownership_controls(Bucket=bucket, OwnershipControls={'Rules': [{'ObjectOwnership': 'BucketOwnerEnforced'}]})
+    s3.create_bucket(Bucket=bucket, **({} if region == 'us-east-1'
+                                       else {'CreateBucketConfiguration': {'LocationConstraint': region}}))
+    s3.put_public_access_block(Bucket=bucket, PublicAccessBlockConfiguration={k: True for k in ('BlockPublicAcls',
+                                                                                                'IgnorePublicAcls',
+                                                                                                'BlockPublicPolicy',
+                                                                                                'RestrictPublicBuckets')})
+    s3.put_bucket_encryption(Bucket=bucket,
+                             ServerSideEncryptionConfiguration={'Rules': [{'ApplyServerSideEncryptionByDefault': {'SSEAlgorithm': 'AES256'}}]})
+    s3.put_bucket_ownership_controls(Bucket=bucket,
+                                     OwnershipControls={'Rules': [{'ObjectOwnership': 'BucketOwnerEnforced'}]})
     return True
 
 def upload_artifact(s3, bucket:str, key:str, path) -> bool:
     "Upload `path` to s3://bucket/key (SSE-S3) unless that key exists; True if uploaded"
     import botocore.exceptions as bx
-    try: s3.head_object(Bucket=bucket, Key=key); return False
+    try:
+        s3.head_object(Bucket=bucket, Key=key)
+        return False
     except bx.ClientError as e:
         if _code(e) not in ('404', 'NoSuchKey', 'NotFound'): raise
     with open(path, 'rb') as f: s3.put_object(Bucket=bucket, Key=key, Body=f, ServerSideEncryption='AES256')
@@ -365,15 +428,21 @@ _NO_CHANGES = ("didn't contain changes", 'No updates are to be performed')
 
 def create_change_set(cfn, stack:str, template_body:str, parameters:dict, cs_type:str) -> str:
     "Create a change set of `cs_type` for `stack`; return its id"
-    if len(template_body.encode()) > TEMPLATE_BODY_LIMIT: raise DeployError(f"template is {len(template_body.encode()):,} bytes; CloudFormation takes at most {TEMPLATE_BODY_LIMIT:,} inline")
+    if len(template_body.encode()) > TEMPLATE_BODY_LIMIT:
+        raise DeployError(f"template is {len(template_body.encode()):,} bytes; CloudFormation takes at most "
+                          f"{TEMPLATE_BODY_LIMIT:,} inline")
     import botocore.exceptions as bx
     name = 'fraud-lambda-' + datetime.now(timezone.utc).strftime('%Y%m%d-%H%M%S')
     try:
-        r = cfn.create_change_set(StackName=stack, ChangeSetName=name, ChangeSetType=cs_type, TemplateBody=template_body, Capabilities=CAPABILITIES,
-                                  Parameters=[{'ParameterKey': k, 'ParameterValue': str(v)} for k, v in sorted(parameters.items())],
-                                  Tags=[{'Key': 'project', 'Value': 'fraud-lambda'}], Description='fraud-lambda deploy')
+        r = cfn.create_change_set(StackName=stack, ChangeSetName=name, ChangeSetType=cs_type,
+                                  TemplateBody=template_body, Capabilities=CAPABILITIES,
+                                  Parameters=[{'ParameterKey': k, 'ParameterValue': str(v)} for k,
+                                              v in sorted(parameters.items())],
+                                  Tags=[{'Key': 'project', 'Value': 'fraud-lambda'}],
+                                  Description='fraud-lambda deploy')
     except bx.ClientError as e:
-        raise DeployError(f"CloudFormation rejected the {cs_type} change set for stack {stack}: {e.response['Error'].get('Code')}: {e.response['Error'].get('Message')}") from None
+        raise DeployError(f"CloudFormation rejected the {cs_type} change set for stack {stack}: "
+                          f"{e.response['Error'].get('Code')}: {e.response['Error'].get('Message')}") from None
     return r['Id']
 
 def wait_change_set(cfn, change_set_id:str, timeout_s:float=600, poll_s:float=3) -> dict:
@@ -382,11 +451,13 @@ def wait_change_set(cfn, change_set_id:str, timeout_s:float=600, poll_s:float=3)
     while True:
         r = cfn.describe_change_set(ChangeSetName=change_set_id)
         if r['Status'] in ('CREATE_COMPLETE', 'FAILED'): break
-        if time.monotonic() > deadline: raise DeployError(f"change set {change_set_id} still {r['Status']} after {timeout_s:.0f} s")
+        if time.monotonic() > deadline:
+            raise DeployError(f"change set {change_set_id} still {r['Status']} after {timeout_s:.0f} s")
         time.sleep(poll_s)
     changes = list(r.get('Changes', []))
     while r.get('NextToken'):
-        r = cfn.describe_change_set(ChangeSetName=change_set_id, NextToken=r['NextToken']); changes += r.get('Changes', [])
+        r = cfn.describe_change_set(ChangeSetName=change_set_id, NextToken=r['NextToken'])
+        changes += r.get('Changes', [])
     return {'status': r['Status'], 'reason': r.get('StatusReason') or '', 'changes': changes}
 
 def is_no_changes(reason:str) -> bool: return any(s in (reason or '') for s in _NO_CHANGES)
@@ -397,8 +468,8 @@ def summarize_changes(changes:list) -> list:
     rows = []
     for c in changes:
         rc = c.get('ResourceChange', {})
-        rows.append({'action': rc.get('Action', '?'), 'logical_id': rc.get('LogicalResourceId', '?'), 'type': rc.get('ResourceType', '?'),
-                     'replacement': rc.get('Replacement') or '-'})
+        rows.append({'action': rc.get('Action', '?'), 'logical_id': rc.get('LogicalResourceId', '?'),
+                     'type': rc.get('ResourceType', '?'), 'replacement': rc.get('Replacement') or '-'})
     return rows
 
 def format_changes(rows:list) -> str:
@@ -421,7 +492,8 @@ def stack_status(cfn, stack:str) -> str|None:
 def _failure_reasons(cfn, stack, limit=3) -> str:
     try: events = cfn.describe_stack_events(StackName=stack).get('StackEvents', [])
     except Exception as e: return f'stack events unavailable ({type(e).__name__})'
-    failed = [f"{e['LogicalResourceId']}: {e.get('ResourceStatusReason', '')}" for e in reversed(events) if e.get('ResourceStatus', '').endswith('FAILED')]
+    failed = [f"{e['LogicalResourceId']}: {e.get('ResourceStatusReason', '')}" for e in reversed(events)
+              if e.get('ResourceStatus', '').endswith('FAILED')]
     return '; '.join(failed[:limit]) or 'no failed resource events'
 
 def execute_and_wait(cfn, stack:str, change_set_id:str, timeout_s:float=1800, poll_s:float=5) -> str:
@@ -429,22 +501,31 @@ def execute_and_wait(cfn, stack:str, change_set_id:str, timeout_s:float=1800, po
     cfn.execute_change_set(ChangeSetName=change_set_id)
     deadline = time.monotonic() + timeout_s
     while (status := stack_status(cfn, stack) or 'DELETE_COMPLETE').endswith('_IN_PROGRESS'):
-        if time.monotonic() > deadline: raise DeployError(f"stack {stack} still {status} after {timeout_s:.0f} s; follow it with `aws cloudformation describe-stack-events --stack-name {stack}`")
+        if time.monotonic() > deadline:
+            raise DeployError(f"stack {stack} still {status} after {timeout_s:.0f} s; follow it with `aws "
+                              f"cloudformation describe-stack-events --stack-name {stack}`")
         time.sleep(poll_s)
-    if status not in ('CREATE_COMPLETE', 'UPDATE_COMPLETE'): raise DeployError(f"stack {stack} ended in {status}: {_failure_reasons(cfn, stack)}")
+    if status not in ('CREATE_COMPLETE', 'UPDATE_COMPLETE'):
+        raise DeployError(f"stack {stack} ended in {status}: {_failure_reasons(cfn, stack)}")
     return status
 
 def stack_outputs(cfn, stack:str) -> dict:
     "{OutputKey: OutputValue} of the stack"
-    return {o['OutputKey']: o['OutputValue'] for o in cfn.describe_stacks(StackName=stack)['Stacks'][0].get('Outputs', [])}
+    return {o['OutputKey']: o['OutputValue']
+            for o in cfn.describe_stacks(StackName=stack)['Stacks'][0].get('Outputs', [])}
 
 # %% ../nbs/13_deploy.ipynb #e27fc1df
 def local_champion(source_uri, model_name:str='fraud') -> tuple:
     "(source store, champion pointer) of `model_name` in the store at `source_uri` (default: the local store), or a DeployError"
-    from fraud_lambda.store import open_store, default_store_uri, StoreError
-    try: src = open_store(source_uri or default_store_uri()); cur = src.champion(model_name)
+    from fraud_lambda.store import open_store, StoreError
+    from fraud_lambda.config import default_store_uri
+    try:
+        src = open_store(source_uri or default_store_uri())
+        cur = src.champion(model_name)
     except StoreError as e: raise DeployError(f"cannot read the champion of {model_name!r} to publish: {e}") from None
-    if cur is None: raise DeployError(f"model {model_name!r} has no champion in {src.uri}: train and promote one (fraud-lambda model push --promote), or deploy without publishing a model")
+    if cur is None:
+        raise DeployError(f"model {model_name!r} has no champion in {src.uri}: train and promote one "
+                          "(fraud-lambda model push --promote), or deploy without publishing a model")
     return src, cur
 
 def publish_champion(source_uri, dest_uri:str, model_name:str='fraud', echo=print, **dest_opts) -> dict:
@@ -458,7 +539,8 @@ def publish_champion(source_uri, dest_uri:str, model_name:str='fraud', echo=prin
         return {'model': model_name, 'version': cur['version'], 'store': dest.uri, 'status': 'already champion'}
     res = dest.publish(model_name, src.pull(model_name), promote=True, reason=f'fraud-lambda deploy from {src.uri}')
     if echo: echo(f"model {model_name} {cur['version']} published and promoted in {dest.uri}")
-    return {'model': model_name, 'version': cur['version'], 'store': dest.uri, 'status': res.get('status', 'published')}
+    return {'model': model_name, 'version': cur['version'], 'store': dest.uri,
+            'status': res.get('status', 'published')}
 
 # %% ../nbs/13_deploy.ipynb #eeff3c64
 def _template_path(template=None) -> Path:
@@ -476,8 +558,11 @@ def _print_access(outputs, region, echo):
     url, key = outputs.get('ApiUrl'), outputs.get('ApiKeyId')
     if url: echo(f"API:     {url}")
     if key:
-        echo(f"API key: KEY=$(aws apigateway get-api-key --api-key {key} --include-value --query value --output text --region {region})")
-        if url: echo(f"try:     curl -s {url}/health ; curl -s -H \"x-api-key: $KEY\" -H 'content-type: application/json' -d @transaction.json {url}/score")
+        echo(f"API key: KEY=$(aws apigateway get-api-key --api-key {key} --include-value "
+             f"--query value --output text --region {region})")
+        if url:
+            echo(f"try:     curl -s {url}/health ; curl -s -H \"x-api-key: $KEY\" -H "
+                 f"'content-type: application/json' -d @transaction.json {url}/score")
 
 # %% ../nbs/13_deploy.ipynb #1489b8d5
 def deploy(stack_name:str, region:str, profile:str|None=None, arch:str='x86_64', dry_run:bool=False, champion_from=None,
@@ -493,32 +578,39 @@ def deploy(stack_name:str, region:str, profile:str|None=None, arch:str='x86_64',
     package = Path(package) if package else build_package(arch, out_dir, echo=echo)
     sizes = check_package_limits(package)
     bucket = artifacts_bucket_name(account, region)
-    key = f"{stack_name}/{_sha256_file(package)[:16]}/{package.name}"
+    key = f"{stack_name}/{sha256_file(package)[:16]}/{package.name}"
     result = {'stack': stack_name, 'region': region, 'account': account, 'change_set_type': cs_type, 'package': str(package),
               'code_uri': f"s3://{bucket}/{key}", **sizes, 'dry_run': dry_run}
     if not dry_run:
         s3 = session.client('s3', config=_config())
         result['bucket_created'] = ensure_artifacts_bucket(s3, bucket, region)
         result['uploaded'] = upload_artifact(s3, bucket, key, package)
-    cs = create_change_set(cfn, stack_name, template_with_code(text, result['code_uri']), {'Architecture': arch, **(parameters or {})}, cs_type)
+    cs = create_change_set(cfn, stack_name, template_with_code(text, result['code_uri']),
+                           {'Architecture': arch, **(parameters or {})}, cs_type)
     plan = wait_change_set(cfn, cs, timeout_s=min(timeout_s, 600), poll_s=poll_s)
     result['changes'] = summarize_changes(plan['changes']) if plan['status'] != 'FAILED' else []
     if plan['status'] == 'FAILED':
         _discard_change_set(cfn, stack_name, cs, cs_type)
-        if not is_no_changes(plan['reason']): raise DeployError(f"CloudFormation refused the change set for {stack_name}: {plan['reason']}")
+        if not is_no_changes(plan['reason']):
+            raise DeployError(f"CloudFormation refused the change set for {stack_name}: {plan['reason']}")
         if echo: echo(f"no changes to stack {stack_name}")
         result['status'] = stack_status(cfn, stack_name)
     else:
-        if echo: echo(f"{'would change' if dry_run else 'changing'} stack {stack_name} ({cs_type}):\n{format_changes(result['changes'])}")
+        if echo:
+            echo(f"{'would change' if dry_run else 'changing'} stack {stack_name} "
+                 f"({cs_type}):\n{format_changes(result['changes'])}")
         if dry_run:
-            _discard_change_set(cfn, stack_name, cs, cs_type); result['status'] = stack_status(cfn, stack_name)
+            _discard_change_set(cfn, stack_name, cs, cs_type)
+            result['status'] = stack_status(cfn, stack_name)
             return result
         result['status'] = execute_and_wait(cfn, stack_name, cs, timeout_s, poll_s)
     if dry_run: return result
     result['outputs'] = stack_outputs(cfn, stack_name)
     if publish_model:
-        if 'ModelStoreUri' not in result['outputs']: raise DeployError(f"stack {stack_name} has no ModelStoreUri output: is {template or 'template.yaml'} fraud-lambda's template?")
-        result['champion'] = publish_champion(champion_from, result['outputs']['ModelStoreUri'], model_name, echo=echo, region=region,
-                                              client=session.client('s3', config=_config()))
+        if 'ModelStoreUri' not in result['outputs']:
+            raise DeployError(f"stack {stack_name} has no ModelStoreUri output: is "
+                              f"{template or 'template.yaml'} fraud-lambda's template?")
+        result['champion'] = publish_champion(champion_from, result['outputs']['ModelStoreUri'], model_name, echo=echo,
+                                              region=region, client=session.client('s3', config=_config()))
     _print_access(result['outputs'], region, echo)
     return result

@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import matplotlib.pyplot as plt
-from .data import FEATURES, LABEL, COLUMNS, file_sha256, load_transactions, time_split, validate_transactions, xy
+from .schema import FEATURES
+from .data import LABEL, COLUMNS, file_sha256, load_transactions, time_split, validate_transactions, xy
 from .alerts import TrafficLog, read_traffic
 from .scorer import Scorer, decide
 
@@ -30,12 +31,15 @@ def _finite_sample(values, what) -> np.ndarray:
     v = np.asarray(values, dtype=np.float64).ravel()
     if v.size == 0: raise DriftError(f"{what} is empty: need at least one value")
     bad = ~np.isfinite(v)
-    if bad.any(): raise DriftError(f"{what} has {int(bad.sum())} non-finite value(s), first at position {int(np.flatnonzero(bad)[0])}")
+    if bad.any():
+        raise DriftError(f"{what} has {int(bad.sum())} non-finite value(s), first at position "
+                         f"{int(np.flatnonzero(bad)[0])}")
     return v
 
 def quantile_edges(reference, n_bins:int=10) -> np.ndarray:
     "Interior bin edges at the reference's quantiles, duplicates (ties) removed; bins are (-inf, e0], (e0, e1], ..., (e_last, inf)"
-    if not isinstance(n_bins, (int, np.integer)) or n_bins < 2: raise DriftError(f"n_bins must be an integer >= 2, got {n_bins!r}")
+    if not isinstance(n_bins, (int, np.integer)) or n_bins < 2:
+        raise DriftError(f"n_bins must be an integer >= 2, got {n_bins!r}")
     ref = _finite_sample(reference, 'reference sample')
     return np.unique(np.quantile(ref, np.linspace(0, 1, n_bins + 1)[1:-1]))
 
@@ -77,7 +81,8 @@ def drift_inputs(df:pd.DataFrame) -> pd.DataFrame:
 def drift_table(reference:pd.DataFrame, recent:pd.DataFrame, n_bins:int=10, eps:float=1e-4) -> pd.DataFrame:
     "PSI and level of every drift input between `reference` and `recent` transactions, largest first"
     ref, rec = drift_inputs(reference), drift_inputs(recent)
-    rows = [{'feature': f, **{k: v for k, v in population_stability(ref[f].to_numpy(), rec[f].to_numpy(), n_bins, eps).items() if k in ('psi', 'level')}}
+    rows = [{'feature': f, **{k: v for k, v in population_stability(ref[f].to_numpy(), rec[f].to_numpy(), n_bins,
+                                                                    eps).items() if k in ('psi', 'level')}}
             for f in DRIFT_FEATURES]
     return pd.DataFrame(rows).sort_values('psi', ascending=False, kind='stable').reset_index(drop=True)
 
@@ -94,7 +99,9 @@ def same_hours(reference:pd.DataFrame, recent:pd.DataFrame, min_share:float=0.00
 def traffic_frame(traffic_db, since=None, until=None) -> pd.DataFrame:
     "Scored transactions of the traffic log at `traffic_db` with since <= scored_at < until, oldest first"
     rows = read_traffic(traffic_db, since=since, until=until)
-    if not rows: raise DriftError(f"{traffic_db}: no scored transactions between {since or 'the start'} and {until or 'the end'}")
+    if not rows:
+        raise DriftError(f"{traffic_db}: no scored transactions between {since or 'the start'} and "
+                         f"{until or 'the end'}")
     return pd.DataFrame(rows)
 
 # %% ../nbs/15_drift.ipynb #5a49753b
@@ -102,17 +109,23 @@ SIMULATION_START = datetime(2013, 9, 1, tzinfo=timezone.utc).timestamp()
 
 def _rows_of(data_path) -> pd.DataFrame:
     "The validated file with its row position as `row` (the simulated transaction id)"
-    df = load_transactions(data_path); df['row'] = np.arange(len(df)); return df
+    df = load_transactions(data_path)
+    df['row'] = np.arange(len(df))
+    return df
 
 def simulate_traffic(data_path, bundle_dir, traffic_db, holdout_frac:float=0.2, start:float=SIMULATION_START) -> dict:
     "Score the holdout of `data_path` with the bundle and write it to a new traffic log at `traffic_db`, as the handler would"
-    if Path(traffic_db).exists(): raise DriftError(f"{traffic_db} already exists: simulate into a new traffic log, or read this one with traffic_frame")
+    if Path(traffic_db).exists():
+        raise DriftError(f"{traffic_db} already exists: simulate into a new traffic log, or read this one "
+                         "with traffic_frame")
     scorer = Scorer.from_path(bundle_dir)
     _, ho = time_split(_rows_of(data_path), holdout_frac)
     X, y = xy(ho)
-    p = scorer.score_batch(X); d = decide(p, scorer.thresholds)
+    p = scorer.score_batch(X)
+    d = decide(p, scorer.thresholds)
     rows = [{'transaction_id': f'row-{r}', 'features': x, 'fraud_probability': float(pi), 'decision': str(di),
-             'model_version': scorer.version, 'scored_at': start + t} for r, x, pi, di, t in zip(ho['row'], X.tolist(), p, d, ho['Time'])]
+             'model_version': scorer.version, 'scored_at': start + t} for r, x, pi, di, t in zip(ho['row'], X.tolist(),
+                                                                                                 p, d, ho['Time'])]
     log = TrafficLog(traffic_db)
     try: log.record_many(rows)
     finally: log.close()
@@ -129,21 +142,29 @@ def _epochs(col:pd.Series, path) -> np.ndarray:
     if num.notna().all(): return num.to_numpy(dtype='float64')
     parsed = pd.to_datetime(col.where(num.isna()), errors='coerce', utc=True, format='ISO8601')
     bad = num.isna() & parsed.isna()
-    if bad.any(): raise DriftError(f"{path}: labelled_at must be epoch seconds or ISO-8601, got {col[bad].iloc[0]!r} at line {int(np.flatnonzero(bad.to_numpy())[0]) + 2}")
+    if bad.any():
+        raise DriftError(f"{path}: labelled_at must be epoch seconds or ISO-8601, got {col[bad].iloc[0]!r} at line {int(np.flatnonzero(bad.to_numpy())[0]) + 2}")
     return np.where(num.notna(), num, (parsed - pd.Timestamp(0, tz='UTC')).dt.total_seconds())
 
 def read_labels(path) -> pd.DataFrame:
     "The labels file at `path` (transaction_id, label, labelled_at), validated; the latest verdict per transaction"
     try: raw = pd.read_csv(path, dtype={'transaction_id': str})
     except FileNotFoundError: raise DriftError(f"{path}: no such labels file") from None
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e: raise DriftError(f"{path}: not a readable CSV ({e})") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        raise DriftError(f"{path}: not a readable CSV ({e})") from None
     missing = [c for c in LABEL_COLUMNS if c not in raw.columns]
-    if missing: raise DriftError(f"{path}: missing column(s) {', '.join(missing)}; expected {', '.join(LABEL_COLUMNS)}")
+    if missing:
+        raise DriftError(f"{path}: missing column(s) {', '.join(missing)}; expected {', '.join(LABEL_COLUMNS)}")
     lab = pd.to_numeric(raw['label'], errors='coerce')
     bad = ~lab.isin([0, 1])
-    if bad.any(): raise DriftError(f"{path}: label must be 0 or 1, got {str(raw['label'][bad].iloc[0])!r} at line {int(np.flatnonzero(bad.to_numpy())[0]) + 2}")
-    if raw['transaction_id'].isna().any(): raise DriftError(f"{path}: empty transaction_id at line {int(np.flatnonzero(raw['transaction_id'].isna().to_numpy())[0]) + 2}")
-    out = pd.DataFrame({'transaction_id': raw['transaction_id'], 'label': lab.astype('int8'), 'labelled_at': _epochs(raw['labelled_at'], path)})
+    if bad.any():
+        raise DriftError(f"{path}: label must be 0 or 1, got {str(raw['label'][bad].iloc[0])!r} at line "
+                         f"{int(np.flatnonzero(bad.to_numpy())[0]) + 2}")
+    if raw['transaction_id'].isna().any():
+        raise DriftError(f"{path}: empty transaction_id at line "
+                         f"{int(np.flatnonzero(raw['transaction_id'].isna().to_numpy())[0]) + 2}")
+    out = pd.DataFrame({'transaction_id': raw['transaction_id'], 'label': lab.astype('int8'),
+                        'labelled_at': _epochs(raw['labelled_at'], path)})
     latest = out.sort_values('labelled_at', kind='stable').drop_duplicates('transaction_id', keep='last').sort_index()
     latest.attrs['superseded'] = len(out) - len(latest)
     return latest.reset_index(drop=True)
@@ -158,30 +179,38 @@ def label_feedback(joined:pd.DataFrame) -> dict:
     lab = joined[joined.label.notna()]
     flagged = lab.decision != 'approve'
     def prec(mask):
-        n = int(mask.sum()); f = int((lab.label[mask] == 1).sum())
+        n = int(mask.sum())
+        f = int((lab.label[mask] == 1).sum())
         return {'labelled': n, 'frauds': f, 'precision': f / n if n else None}
     frauds = lab.label == 1
-    return {'traffic_rows': int(len(joined)), 'labelled_rows': int(len(lab)), 'coverage': len(lab) / len(joined) if len(joined) else None,
+    return {'traffic_rows': int(len(joined)), 'labelled_rows': int(len(lab)), 'coverage': len(lab) / len(joined)
+            if len(joined) else None,
             'decisions': {k: int((joined.decision == k).sum()) for k in ('approve', 'review', 'block')},
             'review': prec(lab.decision == 'review'), 'block': prec(lab.decision == 'block'), 'flagged': prec(flagged),
             'labelled_frauds': int(frauds.sum()), 'frauds_flagged': int((frauds & flagged).sum()),
             'recall_where_labelled': float((frauds & flagged).sum() / frauds.sum()) if frauds.any() else None,
-            'missed_frauds_labelled': int((frauds & ~flagged).sum()), 'legit_blocked': int(((lab.label == 0) & (lab.decision == 'block')).sum())}
+            'missed_frauds_labelled': int((frauds & ~flagged).sum()),
+            'legit_blocked': int(((lab.label == 0) & (lab.decision == 'block')).sum())}
 
 # %% ../nbs/15_drift.ipynb #85706ba1
 def simulate_labels(data_path, traffic_db, labels_csv, approved_fraction:float=1.0, seed:int=0) -> dict:
     "Write a labels file for simulated traffic (ids `row-<n>`) from the data's Class, as analysts and chargebacks would"
-    if not 0 <= approved_fraction <= 1: raise DriftError(f"approved_fraction must be in [0, 1], got {approved_fraction}")
+    if not 0 <= approved_fraction <= 1:
+        raise DriftError(f"approved_fraction must be in [0, 1], got {approved_fraction}")
     tr = traffic_frame(traffic_db)
     rows = tr.transaction_id.str.extract(r'^row-(\d+)$')[0]
-    if rows.isna().any(): raise DriftError(f"{traffic_db}: transaction_id {tr.transaction_id[rows.isna()].iloc[0]!r} is not a simulated row id (row-<n>)")
+    if rows.isna().any():
+        raise DriftError(f"{traffic_db}: transaction_id {tr.transaction_id[rows.isna()].iloc[0]!r} is not a "
+                         "simulated row id (row-<n>)")
     y = _rows_of(data_path)[LABEL].to_numpy()[rows.astype(int).to_numpy()]
     flagged = (tr.decision != 'approve').to_numpy()
     keep = flagged | (y == 1) | (np.random.default_rng(seed).uniform(size=len(tr)) < approved_fraction)
     delay = np.where(flagged, 3600.0, 30 * 86_400.0)
-    out = pd.DataFrame({'transaction_id': tr.transaction_id, 'label': y, 'labelled_at': tr.scored_at.to_numpy() + delay})[keep]
+    out = pd.DataFrame({'transaction_id': tr.transaction_id, 'label': y,
+                        'labelled_at': tr.scored_at.to_numpy() + delay})[keep]
     out.to_csv(labels_csv, index=False)
-    return {'labels_csv': str(labels_csv), 'rows': int(len(out)), 'frauds': int(out.label.sum()), 'traffic_rows': int(len(tr))}
+    return {'labels_csv': str(labels_csv), 'rows': int(len(out)), 'frauds': int(out.label.sum()),
+            'traffic_rows': int(len(tr))}
 
 # %% ../nbs/15_drift.ipynb #eaca0667
 def _row_hashes(df) -> np.ndarray: return pd.util.hash_pandas_object(df[FEATURES], index=False).to_numpy()
@@ -189,19 +218,25 @@ def _row_hashes(df) -> np.ndarray: return pd.util.hash_pandas_object(df[FEATURES
 def merge_labelled(base_csv, traffic_db, labels_csv, out_csv, since=None, until=None) -> dict:
     "Write labelled traffic (optionally appended to `base_csv`) as a dataset CSV at `out_csv`; return what went in"
     out_csv = Path(out_csv)
-    if base_csv and out_csv.resolve() == Path(base_csv).resolve(): raise DriftError(f"{out_csv} is the base file: write the merge to a new path")
+    if base_csv and out_csv.resolve() == Path(base_csv).resolve():
+        raise DriftError(f"{out_csv} is the base file: write the merge to a new path")
     labelled = join_labels(traffic_frame(traffic_db, since, until), read_labels(labels_csv)).dropna(subset=['label'])
     new = labelled[FEATURES].astype('float64').assign(**{LABEL: labelled.label.astype('int8')})
     base = load_transactions(base_csv) if base_csv else pd.DataFrame(columns=COLUMNS)
     dup = np.isin(_row_hashes(new), _row_hashes(base)) if len(base) else np.zeros(len(new), bool)
     merged = (pd.concat([base, new[~dup]], ignore_index=True) if len(base) else new).sort_values('Time', kind='stable')
-    if merged.empty: raise DriftError(f"nothing to write: no labelled traffic in {traffic_db} joins {labels_csv}{' and no base file' if not base_csv else ''}")
+    if merged.empty:
+        raise DriftError(f"nothing to write: no labelled traffic in {traffic_db} joins "
+                         f"{labels_csv}{' and no base file' if not base_csv else ''}")
     merged = validate_transactions(merged.reset_index(drop=True))
     tmp = out_csv.with_name(f'.{out_csv.name}.{os.getpid()}.tmp')
-    try: merged.to_csv(tmp, index=False); os.replace(tmp, out_csv)
+    try:
+        merged.to_csv(tmp, index=False)
+        os.replace(tmp, out_csv)
     finally: tmp.unlink(missing_ok=True)
-    return {'out_csv': str(out_csv), 'base_rows': int(len(base)), 'labelled_traffic_rows': int(len(new)), 'already_in_base': int(dup.sum()),
-            'added': int((~dup).sum()), 'rows': int(len(merged)), 'frauds': int(merged[LABEL].sum()), 'sha256': file_sha256(out_csv)}
+    return {'out_csv': str(out_csv), 'base_rows': int(len(base)), 'labelled_traffic_rows': int(len(new)),
+            'already_in_base': int(dup.sum()), 'added': int((~dup).sum()), 'rows': int(len(merged)),
+            'frauds': int(merged[LABEL].sum()), 'sha256': file_sha256(out_csv)}
 
 # %% ../nbs/15_drift.ipynb #074c858a
 LEVEL_COLOURS = {'stable': '#55A868', 'moderate': '#DD8452', 'shifted': '#C44E52'}
@@ -217,10 +252,14 @@ def psi_plot(table:pd.DataFrame, score_psi:float|None=None):
     if len(top) > 1 and top[0] > 3 * max(top[1], 0.2):  # one huge bar (hour_of_day of a partial day) would flatten the rest
         right = 1.3 * max(top[1], 0.25); ax.set_xlim(0, right)
         for f, v in zip(t.feature, t.psi):
-            if v > right: ax.text(right * 0.98, f, f'{v:.2f} >', ha='right', va='center', color='white', fontsize=8, fontweight='bold')
-    ax.axvline(PSI_MODERATE, color='#DD8452', ls='--', label='0.1: moderate'); ax.axvline(PSI_SHIFT, color='#C44E52', ls='--', label='0.2: shifted')
-    ax.set_xlabel('population stability index (training window vs recent traffic)'); ax.set_ylabel('input')
-    ax.set_title('Population stability per input and on the score'); ax.legend(loc='lower right')
+            if v > right:
+                ax.text(right * 0.98, f, f'{v:.2f} >', ha='right', va='center', color='white', fontsize=8, fontweight='bold')
+    ax.axvline(PSI_MODERATE, color='#DD8452', ls='--', label='0.1: moderate')
+    ax.axvline(PSI_SHIFT, color='#C44E52', ls='--', label='0.2: shifted')
+    ax.set_xlabel('population stability index (training window vs recent traffic)')
+    ax.set_ylabel('input')
+    ax.set_title('Population stability per input and on the score')
+    ax.legend(loc='lower right')
     return fig
 
 def score_distribution_plot(reference_scores, recent_scores, floor:float=1e-6):
@@ -228,15 +267,21 @@ def score_distribution_plot(reference_scores, recent_scores, floor:float=1e-6):
     fig, ax = plt.subplots(figsize=(8, 3.5))
     r, c = np.log10(np.maximum(reference_scores, floor)), np.log10(np.maximum(recent_scores, floor))
     bins = np.linspace(np.log10(floor), 0, 61)
-    ax.hist(r, bins=bins, weights=np.full(len(r), 1 / len(r)), alpha=0.55, color='#4C72B0', label=f'training window ({len(r):,})')
-    ax.hist(c, bins=bins, weights=np.full(len(c), 1 / len(c)), alpha=0.55, color='#DD8452', label=f'recent traffic ({len(c):,})')
-    ax.set_yscale('log'); ax.set_xlabel(f'log10 fraud probability (floored at {floor:g})'); ax.set_ylabel('share of transactions (log)')
-    ax.set_title('Score distribution: training window vs recent traffic'); ax.legend()
+    ax.hist(r, bins=bins, weights=np.full(len(r), 1 / len(r)), alpha=0.55, color='#4C72B0',
+            label=f'training window ({len(r):,})')
+    ax.hist(c, bins=bins, weights=np.full(len(c), 1 / len(c)), alpha=0.55, color='#DD8452',
+            label=f'recent traffic ({len(c):,})')
+    ax.set_yscale('log')
+    ax.set_xlabel(f'log10 fraud probability (floored at {floor:g})')
+    ax.set_ylabel('share of transactions (log)')
+    ax.set_title('Score distribution: training window vs recent traffic')
+    ax.legend()
     return fig
 
 # %% ../nbs/15_drift.ipynb #d0ebcddc
-def run_drift(data_path='', bundle_dir='', traffic_db='', labels_csv='', reports_dir=None, run_id:str|None=None, out_dir=None,
-              store_uri=None, name:str='fraud', since=None, until=None, n_bins:int=10, html:bool=True, log=print) -> Path:
+def run_drift(data_path='', bundle_dir='', traffic_db='', labels_csv='', reports_dir=None, run_id:str|None=None,
+              out_dir=None, store_uri=None, name:str='fraud', since=None, until=None, n_bins:int=10, html:bool=True,
+              log=print) -> Path:
     "Run the drift report notebook with papermill into `out_dir` or `reports/<run_id>/`; the champion of `store_uri` if no bundle is given"
     from fraud_lambda.report import nbs_dir, new_run_id, run_notebook, to_html
     nbs = nbs_dir()
@@ -247,8 +292,9 @@ def run_drift(data_path='', bundle_dir='', traffic_db='', labels_csv='', reports
         from fraud_lambda.store import open_store
         bundle_dir = str(open_store(store_uri).pull(name))
     out.mkdir(parents=True, exist_ok=True)
-    params = {'data_path': str(Path(data_path).resolve()) if data_path else '', 'bundle_dir': str(bundle_dir), 'traffic_db': str(traffic_db or ''),
-              'labels_csv': str(labels_csv or ''), 'since': since, 'until': until, 'n_bins': n_bins, 'out_dir': str(out)}
+    params = {'data_path': str(Path(data_path).resolve()) if data_path else '', 'bundle_dir': str(bundle_dir),
+              'traffic_db': str(traffic_db or ''), 'labels_csv': str(labels_csv or ''), 'since': since, 'until': until,
+              'n_bins': n_bins, 'out_dir': str(out)}
     log(f"[{run_id}] drift: running 15_drift.ipynb into {out}")
     secs = run_notebook(nbs/'15_drift.ipynb', out/'15_drift.ipynb', params, cwd=nbs)
     if html: to_html(out/'15_drift.ipynb')

@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 import matplotlib
 import matplotlib.pyplot as plt
-from .data import FEATURES, LABEL, DataError, load_transactions, synthetic_transactions, time_split, validate_transactions
+from .schema import FEATURES
+from .data import LABEL, DataError, load_transactions, synthetic_transactions, time_split, validate_transactions
 
 # %% auto #0
 __all__ = ['save_figure', 'restrict_as_of', 'load_or_synthesize', 'class_balance_plot', 'amount_time_plot', 'hourly_fraud_rate',
@@ -28,12 +29,16 @@ def save_figure(fig, name:str, out_dir='') -> Path|None:
 def restrict_as_of(df, as_of:float) -> pd.DataFrame:
     "The rows with `Time <= as_of`, validated again so the summary describes them; DataError if fewer than 2 remain"
     kept = df[df['Time'] <= as_of]
-    if len(kept) < 2: raise DataError(f"as_of={as_of:g} keeps {len(kept)} of {len(df):,} transactions (Time runs {df['Time'].min():g}..{df['Time'].max():g} s); need at least 2")
+    if len(kept) < 2:
+        raise DataError(f"as_of={as_of:g} keeps {len(kept)} of {len(df):,} transactions (Time runs "
+                        f"{df['Time'].min():g}..{df['Time'].max():g} s); need at least 2")
     return validate_transactions(kept.reset_index(drop=True))
 
 def load_or_synthesize(data_path='', n_synthetic:int=20_000, seed:int=0, as_of:float|None=None) -> pd.DataFrame:
     "The validated real file at `data_path`, or a deterministic synthetic sample when it is empty; only rows with `Time <= as_of` if given"
-    df = load_transactions(data_path) if data_path else validate_transactions(synthetic_transactions(n_synthetic, fraud_rate=0.005, seed=seed))
+    df = load_transactions(data_path) if data_path else validate_transactions(synthetic_transactions(n_synthetic,
+                                                                                                     fraud_rate=0.005,
+                                                                                                     seed=seed))
     return df if as_of is None else restrict_as_of(df, as_of)
 
 # %% ../nbs/01_eda.ipynb #5e36e65b
@@ -42,7 +47,9 @@ def class_balance_plot(df):
     counts = df[LABEL].value_counts().reindex([0, 1], fill_value=0)
     fig, ax = plt.subplots(figsize=(5, 3.2))
     bars = ax.bar(['legitimate (0)', 'fraud (1)'], counts.values, color=['#4C72B0', '#C44E52'])
-    ax.set_yscale('log'); ax.set_ylabel('transactions (log scale)'); ax.set_xlabel('class')
+    ax.set_yscale('log')
+    ax.set_ylabel('transactions (log scale)')
+    ax.set_xlabel('class')
     ax.set_title(f'Class balance: {counts[1]:,} frauds in {counts.sum():,} ({counts[1]/counts.sum():.3%})')
     ax.bar_label(bars, labels=[f'{v:,}' for v in counts.values])
     return fig
@@ -56,9 +63,15 @@ def amount_time_plot(df):
         d = df[df[LABEL] == c]
         a1.hist(d.Amount + 0.01, bins=bins, density=True, alpha=0.55, color=col, label=lab)
         a2.hist(d.Time / 3600, bins=48, range=(0, 48), density=True, alpha=0.55, color=col, label=lab)
-    a1.set_xscale('log'); a1.set_xlabel('Amount + 0.01 (log scale)'); a1.set_ylabel('density'); a1.set_title('Amount by class')
-    a2.set_xlabel('hours since the first transaction'); a2.set_ylabel('density'); a2.set_title('Time by class')
-    a1.legend(); a2.legend()
+    a1.set_xscale('log')
+    a1.set_xlabel('Amount + 0.01 (log scale)')
+    a1.set_ylabel('density')
+    a1.set_title('Amount by class')
+    a2.set_xlabel('hours since the first transaction')
+    a2.set_ylabel('density')
+    a2.set_title('Time by class')
+    a1.legend()
+    a2.legend()
     return fig
 
 # %% ../nbs/01_eda.ipynb #9133f210
@@ -66,7 +79,8 @@ def hourly_fraud_rate(df) -> pd.DataFrame:
     "Transactions, frauds and fraud rate per hour of day (Time mod 86400)"
     hour = ((df.Time % 86_400) // 3600).astype(int)
     g = df.groupby(hour)[LABEL].agg(['size', 'sum']).reindex(range(24), fill_value=0)
-    g.columns = ['transactions', 'frauds']; g.index.name = 'hour'
+    g.columns = ['transactions', 'frauds']
+    g.index.name = 'hour'
     g['fraud_rate'] = g.frauds / g.transactions.clip(lower=1)
     return g
 
@@ -74,8 +88,11 @@ def hourly_plot(hourly):
     "Fraud rate (bars) and volume (line) by hour of day"
     fig, ax = plt.subplots(figsize=(9, 3.5))
     ax.bar(hourly.index, hourly.fraud_rate * 100, color='#C44E52', alpha=0.8, label='fraud rate')
-    ax.set_xlabel('hour of day (Time mod 24 h)'); ax.set_ylabel('fraud rate (%)'); ax.set_xticks(range(0, 24, 2))
-    ax2 = ax.twinx(); ax2.plot(hourly.index, hourly.transactions, color='#4C72B0', marker='.', label='transactions')
+    ax.set_xlabel('hour of day (Time mod 24 h)')
+    ax.set_ylabel('fraud rate (%)')
+    ax.set_xticks(range(0, 24, 2))
+    ax2 = ax.twinx()
+    ax2.plot(hourly.index, hourly.transactions, color='#4C72B0', marker='.', label='transactions')
     ax2.set_ylabel('transactions')
     ax.set_title('Fraud rate by hour of day, with volume')
     return fig
@@ -90,15 +107,21 @@ def separation_ranking(df, features=None) -> pd.Series:
 
 def distributions_plot(df, features, max_legit:int=20_000, seed:int=0):
     "Histograms by class of `features` (legitimate rows subsampled for speed)"
-    legit = df[df[LABEL] == 0]; legit = legit.sample(min(len(legit), max_legit), random_state=seed)
+    legit = df[df[LABEL] == 0]
+    legit = legit.sample(min(len(legit), max_legit), random_state=seed)
     fraud = df[df[LABEL] == 1]
-    fig, axes = plt.subplots(2, 3, figsize=(12, 6)); axes = axes.ravel()
+    fig, axes = plt.subplots(2, 3, figsize=(12, 6))
+    axes = axes.ravel()
     for ax, c in zip(axes, features):
         lo, hi = np.percentile(np.r_[legit[c], fraud[c]], [0.5, 99.5])
         ax.hist(legit[c], bins=60, range=(lo, hi), density=True, alpha=0.55, color='#4C72B0', label='legitimate')
         ax.hist(fraud[c], bins=60, range=(lo, hi), density=True, alpha=0.55, color='#C44E52', label='fraud')
-        ax.set_title(c); ax.set_xlabel(f'{c} value'); ax.set_ylabel('density')
-    axes[0].legend(); fig.suptitle('Distributions of the six most separating features, by class'); fig.tight_layout()
+        ax.set_title(c)
+        ax.set_xlabel(f'{c} value')
+        ax.set_ylabel('density')
+    axes[0].legend()
+    fig.suptitle('Distributions of the six most separating features, by class')
+    fig.tight_layout()
     return fig
 
 # %% ../nbs/01_eda.ipynb #3f34917d
@@ -108,8 +131,11 @@ def correlation_plot(df, features):
     for ax, (title, d) in zip(axes, [('all transactions', df), ('frauds only', df[df[LABEL] == 1])]):
         c = d[features].corr().to_numpy()
         im = ax.imshow(c, vmin=-1, vmax=1, cmap='coolwarm')
-        ax.set_xticks(range(len(features)), features, rotation=90); ax.set_yticks(range(len(features)), features)
-        ax.set_title(f'Correlation, {title}'); ax.set_xlabel('feature'); ax.set_ylabel('feature')
+        ax.set_xticks(range(len(features)), features, rotation=90)
+        ax.set_yticks(range(len(features)), features)
+        ax.set_title(f'Correlation, {title}')
+        ax.set_xlabel('feature')
+        ax.set_ylabel('feature')
     fig.colorbar(im, ax=axes, shrink=0.8, label='Pearson correlation')
     return fig
 
@@ -128,6 +154,8 @@ def split_plot(df):
     h = (df.Time // 3600).astype(int)
     ax.bar(sorted(h.unique()), df.groupby(h)[LABEL].sum().values, color='#C44E52')
     ax.axvline(ho.Time.min() / 3600, color='k', ls='--', label='holdout starts')
-    ax.set_xlabel('hours since the first transaction'); ax.set_ylabel('frauds per hour'); ax.legend()
+    ax.set_xlabel('hours since the first transaction')
+    ax.set_ylabel('frauds per hour')
+    ax.legend()
     ax.set_title('Frauds over time and the time-ordered holdout (last 20% of rows)')
     return fig

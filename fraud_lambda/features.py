@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin, clone
 from sklearn.utils.validation import check_is_fitted
-from .data import FEATURES
-from .preprocess import fit_preprocessing, transform, INPUTS
+from .schema import FEATURES
+from .preprocess import fit_preprocessing, transform
 
 # %% auto #0
 __all__ = ['PROBA_EPS', 'Preprocessor', 'model_margin', 'Calibrated', 'fit_platt', 'prior_correction', 'MarginBlend']
@@ -27,8 +27,9 @@ class Preprocessor(TransformerMixin, BaseEstimator):
         self.log_amount, self.hour_of_day, self.drop, self.standardize = log_amount, hour_of_day, drop, standardize
     def fit(self, X, y=None):
         "Learn means and scales from training rows"
-        self.spec_ = fit_preprocessing(_rows(X), INPUTS, self.log_amount, self.hour_of_day, tuple(self.drop), self.standardize)
-        self.n_features_in_ = len(INPUTS)
+        self.spec_ = fit_preprocessing(_rows(X), FEATURES, self.log_amount, self.hour_of_day, tuple(self.drop),
+                                       self.standardize)
+        self.n_features_in_ = len(FEATURES)
         return self
     def transform(self, X):
         "Apply the learned spec"
@@ -41,7 +42,9 @@ class Preprocessor(TransformerMixin, BaseEstimator):
 # %% ../nbs/03_features.ipynb #deae055b
 PROBA_EPS = 1e-15
 
-def _logit(p): p = np.clip(p, PROBA_EPS, 1 - PROBA_EPS); return np.log(p) - np.log1p(-p)
+def _logit(p):
+    p = np.clip(p, PROBA_EPS, 1 - PROBA_EPS)
+    return np.log(p) - np.log1p(-p)
 def _sigmoid(m): return 1.0 / (1.0 + np.exp(-m))
 
 def _transform_steps(pipe, X):
@@ -65,11 +68,14 @@ class Calibrated(ClassifierMixin, BaseEstimator):
         self.estimator, self.a, self.b, self.method = estimator, a, b, method
     def fit(self, X, y):
         "Fit the wrapped estimator (calibration parameters are set separately)"
-        self.estimator.fit(X, y); self.classes_ = np.array([0, 1]); return self
+        self.estimator.fit(X, y)
+        self.classes_ = np.array([0, 1])
+        return self
     def margin(self, X): return self.a * model_margin(self.estimator, X) + self.b
     def predict_proba(self, X):
         "Calibrated probabilities, shape (n, 2)"
-        p = _sigmoid(self.margin(X)); return np.column_stack([1 - p, p])
+        p = _sigmoid(self.margin(X))
+        return np.column_stack([1 - p, p])
     def predict(self, X): return (self.predict_proba(X)[:, 1] >= 0.5).astype(int)
 
 # %% ../nbs/03_features.ipynb #511e90c7
@@ -78,13 +84,15 @@ def fit_platt(model, X_val, y_val, C:float=1e6) -> Calibrated:
     from sklearn.linear_model import LogisticRegression
     m = model_margin(model, X_val).reshape(-1, 1)
     lr = LogisticRegression(C=C, max_iter=1000).fit(m, y_val)
-    cal = Calibrated(model, float(lr.coef_[0, 0]), float(lr.intercept_[0]), 'platt'); cal.classes_ = np.array([0, 1])
+    cal = Calibrated(model, float(lr.coef_[0, 0]), float(lr.intercept_[0]), 'platt')
+    cal.classes_ = np.array([0, 1])
     return cal
 
 def prior_correction(model, positive_weight:float) -> Calibrated:
     "Undo a `positive_weight` times up-weighting or oversampling of frauds (Dal Pozzolo et al., 2015)"
     if positive_weight <= 0: raise ValueError(f"positive_weight must be > 0, got {positive_weight}")
-    cal = Calibrated(model, 1.0, -float(np.log(positive_weight)), 'prior'); cal.classes_ = np.array([0, 1])
+    cal = Calibrated(model, 1.0, -float(np.log(positive_weight)), 'prior')
+    cal.classes_ = np.array([0, 1])
     return cal
 
 # %% ../nbs/03_features.ipynb #9c12d306
@@ -92,13 +100,18 @@ class MarginBlend(ClassifierMixin, BaseEstimator):
     "Weighted sum of member margins plus `bias`, through a sigmoid"
     def __init__(self, estimators=(), weights=None, bias=0.0):
         self.estimators, self.weights, self.bias = estimators, weights, bias
-    def _w(self): return np.ones(len(self.estimators)) / len(self.estimators) if self.weights is None else np.asarray(self.weights, dtype=float)
+    def _w(self):
+        return np.ones(len(self.estimators)) / len(self.estimators) if self.weights is None else np.asarray(self.weights,
+                                                                                                            dtype=float)
     def fit(self, X, y):
         "Fit every member on the same rows"
         self.estimators = [(n, clone(e).fit(X, y)) for n, e in self.estimators]
-        self.classes_ = np.array([0, 1]); return self
-    def margin(self, X): return sum(w * model_margin(e, X) for w, (_, e) in zip(self._w(), self.estimators)) + self.bias
+        self.classes_ = np.array([0, 1])
+        return self
+    def margin(self, X):
+        return sum(w * model_margin(e, X) for w, (_, e) in zip(self._w(), self.estimators)) + self.bias
     def predict_proba(self, X):
         "Blended probabilities, shape (n, 2)"
-        p = _sigmoid(self.margin(X)); return np.column_stack([1 - p, p])
+        p = _sigmoid(self.margin(X))
+        return np.column_stack([1 - p, p])
     def predict(self, X): return (self.predict_proba(X)[:, 1] >= 0.5).astype(int)

@@ -13,66 +13,23 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_mod
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.logging import correlation_paths
-from aws_lambda_powertools.event_handler import (APIGatewayRestResolver, APIGatewayHttpResolver, LambdaFunctionUrlResolver,
-                                                 Response, content_types)
+from aws_lambda_powertools.event_handler import (APIGatewayRestResolver, APIGatewayHttpResolver,
+                                                 LambdaFunctionUrlResolver, Response, content_types)
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError, RequestUnsupportedContentType
 from . import __version__
 from .bundle import BundleError
 from .scorer import Scorer, ScoringError
-from .store import open_store, StoreError, default_store_uri
+from .store import open_store, StoreError
+from .schema import FEATURES, MAX_ABS, MAX_ID_CHARS, MAX_METADATA_VALUE_CHARS, TRANSACTION_ID_PATTERN, check_metadata
+from .config import ConfigError, Settings, env_flag, load_settings
 from . import alerts
 
 # %% auto #0
-__all__ = ['P', 'LOAD_ERRORS', 'FEATURES', 'MAX_METADATA_BYTES', 'TransactionId', 'MAX_ABS', 'FiniteNumber', 'ScoreRequest',
-           'logger', 'metrics', 'METRICS_ON', 'router', 'ROUTES', 'rest_app', 'http_app', 'url_app', 'ConfigError',
-           'Settings', 'load_settings', 'ModelUnavailable', 'redact', 'ModelHolder', 'store', 'load', 'refresh', 'get',
-           'BatchRequest', 'Reason', 'ScoreResponse', 'BatchItem', 'BatchResponse', 'RequestError', 'error_body',
+__all__ = ['LOAD_ERRORS', 'TransactionId', 'FiniteNumber', 'ScoreRequest', 'logger', 'metrics', 'METRICS_ON', 'router', 'ROUTES',
+           'rest_app', 'http_app', 'url_app', 'ModelUnavailable', 'redact', 'ModelHolder', 'store', 'load', 'refresh',
+           'get', 'BatchRequest', 'Reason', 'ScoreResponse', 'BatchItem', 'BatchResponse', 'RequestError', 'error_body',
            'Service', 'init', 'service', 'score', 'score_batch', 'health', 'model_info', 'openapi', 'handler']
-
-# %% ../nbs/11_handler.ipynb #7c913c5f
-class ConfigError(ValueError):
-    "A configuration value (environment variable) that is missing or malformed"
-
-P = 'FRAUD_LAMBDA_'
-
-def _number(env, name, default, lo, hi, kind=float):
-    "A bounded number from the environment, or ConfigError naming the variable"
-    raw = env.get(P + name)
-    if raw is None or str(raw).strip() == '': return kind(default)
-    try: v = kind(str(raw).strip())
-    except ValueError: v = None
-    if v is None or not lo <= v <= hi: raise ConfigError(f"{P}{name} must be {'an integer' if kind is int else 'a number'} between {lo} and {hi}, got {raw!r:.60}")
-    return v
-
-# %% ../nbs/11_handler.ipynb #4942bc8b
-@dataclass(frozen=True)
-class Settings:
-    "The handler's validated configuration"
-    store_uri: str
-    model_name: str
-    refresh_s: float
-    retry_s: float
-    cache_dir: str | None
-    batch_limit: int
-    max_body_bytes: int
-    max_batch_body_bytes: int
-    store_timeout_s: float
-    alert: alerts.AlertSettings
-
-def load_settings(env=None) -> Settings:
-    "Read and validate the configuration from `env` (default: os.environ)"
-    env = os.environ if env is None else env
-    name = (env.get(P + 'MODEL_NAME') or 'fraud').strip()
-    if not name or len(name) > 128 or not all(c.isalnum() or c in '._-' for c in name):
-        raise ConfigError(f"{P}MODEL_NAME must be 1-128 characters of letters, digits, '.', '_' or '-', got {name!r:.60}")
-    uri = (env.get(P + 'STORE_URI') or '').strip() or default_store_uri()
-    try: alert_settings = alerts.load_alert_settings(env)
-    except alerts.AlertConfigError as e: raise ConfigError(str(e)) from None
-    return Settings(uri, name, _number(env, 'REFRESH_SECONDS', 60, 0, 86_400), _number(env, 'LOAD_RETRY_SECONDS', 5, 0, 3600),
-                    (env.get(P + 'CACHE_DIR') or '').strip() or None, _number(env, 'BATCH_LIMIT', 1000, 1, 10_000, int),
-                    _number(env, 'MAX_BODY_BYTES', 256 * 1024, 1024, 6 * 2**20, int), _number(env, 'MAX_BATCH_BODY_BYTES', 6 * 2**20, 1024, 6 * 2**20, int),
-                    _number(env, 'STORE_TIMEOUT_S', 2, 0.1, 30), alert_settings)
 
 # %% ../nbs/11_handler.ipynb #902537e0
 class ModelUnavailable(RuntimeError):
@@ -96,15 +53,19 @@ class ModelHolder:
 # %% ../nbs/11_handler.ipynb #04259070
 def _patch(cls):
     "Add the decorated function to `cls` (fastcore's @patch without the dependency)"
-    def add(f): setattr(cls, f.__name__, f); return f
+    def add(f):
+        setattr(cls, f.__name__, f)
+        return f
     return add
 
 @_patch(ModelHolder)
 def store(self):
     "The model store, opened on first use with short timeouts"
     if self._store is None:
-        s = self.settings; opts = {}
-        if s.store_uri.startswith('s3://'): opts = dict(connect_timeout=s.store_timeout_s, read_timeout=s.store_timeout_s, max_attempts=2)
+        s = self.settings
+        opts = {}
+        if s.store_uri.startswith('s3://'):
+            opts = dict(connect_timeout=s.store_timeout_s, read_timeout=s.store_timeout_s, max_attempts=2)
         self._store = open_store(s.store_uri, **opts)
     return self._store
 
@@ -114,7 +75,8 @@ def _pull(self, version=None):
     st, s = self.store(), self.settings
     if version is None:
         ptr = st.champion(s.model_name)
-        if ptr is None: raise StoreError(f"model {s.model_name!r} has no champion in the store yet (publish and promote one)")
+        if ptr is None:
+            raise StoreError(f"model {s.model_name!r} has no champion in the store yet (publish and promote one)")
         version = ptr['version']
     return Scorer.from_path(st.pull(s.model_name, version, cache_dir=s.cache_dir))
 
@@ -148,7 +110,9 @@ def refresh(self):
         ptr = self.store().champion(self.settings.model_name)
         if ptr and ptr['version'] != self.scorer.version: self._install(self._pull(ptr['version']))
     except LOAD_ERRORS as e:
-        if self.log: self.log.warning('model refresh failed; keeping the current model', extra={'reason': f'{type(e).__name__}: {e}'})
+        if self.log:
+            self.log.warning('model refresh failed; keeping the current model',
+                             extra={'reason': f'{type(e).__name__}: {e}'})
 
 @_patch(ModelHolder)
 def get(self) -> Scorer:
@@ -164,30 +128,30 @@ def get(self) -> Scorer:
     return self.scorer
 
 # %% ../nbs/11_handler.ipynb #f0f3b66a
-FEATURES = ['Time'] + [f'V{i}' for i in range(1, 29)] + ['Amount']
-MAX_METADATA_BYTES = 2048
-TransactionId = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r'^[A-Za-z0-9._:-]+$')]
-MAX_ABS = 1e12
+TransactionId = Annotated[str,
+                          StringConstraints(min_length=1, max_length=MAX_ID_CHARS, pattern=TRANSACTION_ID_PATTERN)]
 FiniteNumber = Annotated[float, Field(allow_inf_nan=False, ge=-MAX_ABS, le=MAX_ABS)]
 
 class _Base(BaseModel):
     model_config = ConfigDict(extra='forbid', strict=True, allow_inf_nan=False)
 
 def _check_metadata(m):
-    "Metadata must be at most 2 KB of JSON"
-    if m.metadata is not None and len(json.dumps(m.metadata, separators=(',', ':')).encode()) > MAX_METADATA_BYTES:
-        raise ValueError(f'metadata must be at most {MAX_METADATA_BYTES} bytes of JSON')
+    "Metadata must fit `fraud_lambda.schema`'s limits (2 KB of JSON)"
+    if m.metadata is not None: check_metadata(m.metadata)
     return m
 
 # %% ../nbs/11_handler.ipynb #c8d01f90
-ScoreRequest = create_model(
-    'ScoreRequest', __base__=_Base, __validators__={'metadata_size': model_validator(mode='after')(_check_metadata)},
-    transaction_id=(TransactionId, Field(description='Your id for the transaction; repeats with the same payload are idempotent')),
-    Time=(FiniteNumber, Field(description='Seconds since the first transaction of the reference window')),
-    **{f'V{i}': (FiniteNumber, Field(description=f'PCA component {i}')) for i in range(1, 29)},
-    Amount=(Annotated[float, Field(ge=0, le=MAX_ABS, allow_inf_nan=False)], Field(description='Transaction amount, >= 0')),
-    metadata=(dict[str, Annotated[str, StringConstraints(max_length=512)]] | None,
-              Field(None, description='Card, merchant or customer ids (strings, <= 2 KB), passed on to alerts')))
+ScoreRequest = create_model( 'ScoreRequest', __base__=_Base,
+                            __validators__={'metadata_size': model_validator(mode='after')(_check_metadata)},
+                            transaction_id=(TransactionId,
+                                            Field(description='Your id for the transaction; repeats with the same payload are idempotent')),
+                            Time=(FiniteNumber,
+                                  Field(description='Seconds since the first transaction of the reference window')),
+                            **{f'V{i}': (FiniteNumber, Field(description=f'PCA component {i}')) for i in range(1, 29)},
+                            Amount=(Annotated[float, Field(ge=0, le=MAX_ABS, allow_inf_nan=False)],
+                                    Field(description='Transaction amount, >= 0')),
+                            metadata=(dict[str, Annotated[str, StringConstraints(max_length=MAX_METADATA_VALUE_CHARS)]] | None,
+                                      Field(None, description='Card, merchant or customer ids (strings, <= 2 KB), passed on to alerts')))
 
 class BatchRequest(_Base):
     "Up to FRAUD_LAMBDA_BATCH_LIMIT transactions"
@@ -223,7 +187,8 @@ class BatchResponse(BaseModel):
 class RequestError(Exception):
     "A request we refuse, with its HTTP status and error code"
     def __init__(self, status:int, code:str, message:str, errors:list|None=None, headers:dict|None=None):
-        super().__init__(message); self.status, self.code, self.message, self.errors, self.headers = status, code, message, errors, headers
+        super().__init__(message)
+        self.status, self.code, self.message, self.errors, self.headers = status, code, message, errors, headers
 
 def error_body(status:int, code:str, message:str, errors:list|None=None) -> str:
     "The JSON error document"
@@ -232,7 +197,8 @@ def error_body(status:int, code:str, message:str, errors:list|None=None) -> str:
     return json.dumps({'error': e})
 
 def _error_response(status, code, message, errors=None, headers=None) -> Response:
-    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=error_body(status, code, message, errors), headers=headers)
+    return Response(status_code=status, content_type=content_types.APPLICATION_JSON,
+                    body=error_body(status, code, message, errors), headers=headers)
 
 # %% ../nbs/11_handler.ipynb #eef023c2
 def _field_errors(exc:RequestValidationError) -> list:
@@ -240,16 +206,20 @@ def _field_errors(exc:RequestValidationError) -> list:
     out = []
     for e in exc.errors():
         if e.get('type') == 'json_invalid':
-            out.append({'field': 'body', 'problem': f"malformed JSON ({(e.get('ctx') or {}).get('error') or e.get('msg')}, at character {e['loc'][-1]})"}); continue
+            out.append({'field': 'body',
+                        'problem': f"malformed JSON ({(e.get('ctx') or {}).get('error') or e.get('msg')}, at "
+                        f"character {e['loc'][-1]})"})
+            continue
         loc = [str(p) for p in e.get('loc', ()) if p != 'body']
         out.append({'field': '.'.join(loc) or 'body', 'problem': e.get('msg', 'invalid')})
     return out[:50]
 
 # %% ../nbs/11_handler.ipynb #bc70b9ab
 logger = Logger(service=os.environ.get('POWERTOOLS_SERVICE_NAME', 'fraud-lambda'))
-metrics = Metrics(namespace=os.environ.get('POWERTOOLS_METRICS_NAMESPACE', 'FraudLambda'), service=os.environ.get('POWERTOOLS_SERVICE_NAME', 'fraud-lambda'))
+metrics = Metrics(namespace=os.environ.get('POWERTOOLS_METRICS_NAMESPACE', 'FraudLambda'),
+                  service=os.environ.get('POWERTOOLS_SERVICE_NAME', 'fraud-lambda'))
 
-METRICS_ON = os.environ.get('FRAUD_LAMBDA_METRICS', 'on').lower() not in ('off', '0', 'false')
+METRICS_ON = env_flag(os.environ, 'METRICS')
 _metrics_lock = threading.Lock()
 _cold_start = True
 
@@ -263,7 +233,9 @@ def _flush_metrics():
     global _cold_start
     if not METRICS_ON: return
     with _metrics_lock:
-        if _cold_start: metrics.add_metric(name='ColdStart', unit=MetricUnit.Count, value=1); _cold_start = False
+        if _cold_start:
+            metrics.add_metric(name='ColdStart', unit=MetricUnit.Count, value=1)
+            _cold_start = False
         if metrics.metric_set: metrics.flush_metrics()   # a concurrent request (local server threads) may have flushed ours
 
 @dataclass
@@ -279,8 +251,8 @@ class Service:
     def from_env(cls, env=None, load:bool=True) -> 'Service':
         "Validate the configuration and build every component; load the model now unless `load=False`"
         s = load_settings(env)
-        svc = cls(s, ModelHolder(s, log=logger), alerts.build_dispatcher(s.alert), alerts.build_idempotency_store(s.alert),
-                  alerts.build_traffic_log(s.alert))
+        svc = cls(s, ModelHolder(s, log=logger), alerts.build_dispatcher(s.alert),
+                  alerts.build_idempotency_store(s.alert), alerts.build_traffic_log(s.alert))
         if load: svc.holder.load()
         return svc
 
@@ -306,10 +278,11 @@ def _ms() -> float: return round((time.perf_counter() - _t0.get()) * 1000, 3)
 # %% ../nbs/11_handler.ipynb #9b1651a2
 def _score(svc:Service, scorer:Scorer, tx:BaseModel) -> tuple[int, dict]:
     "(status, body) for one validated transaction"
-    payload = tx.model_dump(mode='json'); tid, sha = tx.transaction_id, alerts.hash_payload(payload)
+    payload = tx.model_dump(mode='json')
+    tid, sha = tx.transaction_id, alerts.hash_payload(payload)
     s = scorer.score_one(payload)
-    body = {'transaction_id': tid, 'fraud_probability': s.fraud_probability, 'decision': s.decision, 'reasons': s.reasons,
-            'model_version': s.model_version, 'latency_ms': 0.0}
+    body = {'transaction_id': tid, 'fraud_probability': s.fraud_probability, 'decision': s.decision,
+            'reasons': s.reasons, 'model_version': s.model_version, 'latency_ms': 0.0}
     if s.anomaly_score is not None: body['anomaly_score'] = s.anomaly_score
     stored, existing = svc.idempotency.put_if_absent(tid, sha, body, svc.settings.alert.idempotency_ttl_s)
     if not stored: return _replayed(existing, sha, tid)
@@ -319,7 +292,8 @@ def _score(svc:Service, scorer:Scorer, tx:BaseModel) -> tuple[int, dict]:
 def _replayed(record, sha, tid) -> tuple[int, dict]:
     "The stored answer for a repeat, or a 409 for a different payload under the same id"
     if not record.matches(sha):
-        raise RequestError(409, 'conflict', f"transaction_id {tid!r} was already scored with a different payload; use a new id")
+        raise RequestError(409, 'conflict',
+                           f"transaction_id {tid!r} was already scored with a different payload; use a new id")
     return 200, {**record.response, 'idempotent_replay': True}
 
 # %% ../nbs/11_handler.ipynb #4fbbbc31
@@ -328,19 +302,24 @@ def _after_score(svc:Service, tx, s):
     _metric('Scored', MetricUnit.Count, 1)
     _metric(f'Decision_{s.decision}', MetricUnit.Count, 1)
     if svc.traffic is not None:
-        svc.traffic.record(tx.transaction_id, [getattr(tx, f) for f in FEATURES], s.fraud_probability, s.decision, s.model_version)
+        svc.traffic.record(tx.transaction_id, [getattr(tx, f) for f in FEATURES], s.fraud_probability, s.decision,
+                           s.model_version)
     if s.decision != 'approve':
-        a = alerts.make_alert(tx.transaction_id, s.fraud_probability, s.decision, s.model_version, s.reasons, tx.metadata)
+        a = alerts.make_alert(tx.transaction_id, s.fraud_probability, s.decision, s.model_version, s.reasons,
+                              tx.metadata)
         out = svc.dispatcher.dispatch(a)
-        if out.spooled or out.unspooled: _metric('AlertsSpooled', MetricUnit.Count, len(out.spooled) + len(out.unspooled))
+        if out.spooled or out.unspooled:
+            _metric('AlertsSpooled', MetricUnit.Count, len(out.spooled) + len(out.unspooled))
         logger.info('flagged transaction', extra={'transaction_id': tx.transaction_id, 'decision': s.decision,
-                                                  'fraud_probability': round(s.fraud_probability, 6), 'alert_delivered': list(out.delivered)})
+                                                  'fraud_probability': round(s.fraud_probability, 6),
+                                                  'alert_delivered': list(out.delivered)})
 
 # %% ../nbs/11_handler.ipynb #93d02207
 @router.post('/score', summary='Score one transaction', response_description='The decision with reasons')
 def score(tx: ScoreRequest) -> ScoreResponse:
     "Score one transaction: probability, approve/review/block, reasons"
-    svc = service(); scorer = svc.holder.get()
+    svc = service()
+    scorer = svc.holder.get()
     status, body = _score(svc, scorer, tx)
     body['latency_ms'] = _ms()
     _metric('LatencyMs', MetricUnit.Milliseconds, body['latency_ms'])
@@ -350,46 +329,64 @@ def score(tx: ScoreRequest) -> ScoreResponse:
 @router.post('/score/batch', summary='Score up to FRAUD_LAMBDA_BATCH_LIMIT transactions')
 def score_batch(batch: BatchRequest) -> BatchResponse:
     "Score a batch; each item has its own status"
-    svc = service(); limit = svc.settings.batch_limit
+    svc = service()
+    limit = svc.settings.batch_limit
     if len(batch.transactions) > limit:
-        raise RequestError(400, 'batch_too_large', f"a batch holds at most {limit} transactions, got {len(batch.transactions)}", [{'field': 'transactions', 'problem': f'more than {limit} items'}])
-    scorer = svc.holder.get(); results = []
+        raise RequestError(400, 'batch_too_large',
+                           f"a batch holds at most {limit} transactions, got {len(batch.transactions)}",
+                           [{'field': 'transactions', 'problem': f'more than {limit} items'}])
+    scorer = svc.holder.get()
+    results = []
     for tx in batch.transactions:
-        try: status, body = _score(svc, scorer, tx); results.append({'transaction_id': tx.transaction_id, 'status': status, 'result': body})
-        except RequestError as e: results.append({'transaction_id': tx.transaction_id, 'status': e.status, 'error': {'code': e.code, 'message': e.message}})
+        try:
+            status, body = _score(svc, scorer, tx)
+            results.append({'transaction_id': tx.transaction_id, 'status': status, 'result': body})
+        except RequestError as e:
+            results.append({'transaction_id': tx.transaction_id, 'status': e.status,
+                            'error': {'code': e.code, 'message': e.message}})
     return {'results': results, 'model_version': scorer.version, 'latency_ms': _ms()}
 
 # %% ../nbs/11_handler.ipynb #79ab3c0f
 @router.get('/health', summary='Liveness and model status')
 def health():
     "200 with the model version when a model is loaded, else 503 with the reason"
-    svc = service(); h = svc.holder
+    svc = service()
+    h = svc.holder
     try: h.get()
     except ModelUnavailable: pass
     ok = h.scorer is not None
     body = {'status': 'ok' if ok else 'unavailable', 'model_name': svc.settings.model_name,
-            'model_version': h.scorer.version if ok else None, 'loaded_at': h.loaded_at, 'reason': None if ok else h.error}
+            'model_version': h.scorer.version if ok else None, 'loaded_at': h.loaded_at, 'reason': None if ok
+            else h.error}
     return Response(200 if ok else 503, content_types.APPLICATION_JSON, json.dumps(body))
 
 @router.get('/model', summary='The loaded model: version, thresholds, holdout metrics')
 def model_info():
     "What is serving: version, thresholds, holdout metrics and when it was loaded"
-    svc = service(); s = svc.holder.get(); m = s.manifest
+    svc = service()
+    s = svc.holder.get()
+    m = s.manifest
     return {'model_name': svc.settings.model_name, 'model_version': s.version, 'thresholds': s.thresholds,
             'metrics': m.get('metrics', {}), 'created_at': m.get('created_at'), 'loaded_at': svc.holder.loaded_at,
             'training_data': m.get('training_data'), 'report_run': m.get('report_run'),
             'anomaly_policy': getattr(s, 'anomaly_policy', None)}
 
 # %% ../nbs/11_handler.ipynb #549b202c
-ROUTES = {'/score': ['POST'], '/score/batch': ['POST'], '/health': ['GET'], '/model': ['GET'], '/openapi.json': ['GET']}
+ROUTES = {'/score': ['POST'], '/score/batch': ['POST'], '/health': ['GET'], '/model': ['GET'],
+          '/openapi.json': ['GET']}
 
 def _register(app):
     "Include the routes and error handlers in a resolver"
     app.include_router(router)
-    app.exception_handler(RequestUnsupportedContentType)(lambda e: _error_response(415, 'unsupported_media_type', 'send the body as JSON, with Content-Type application/json or none'))
-    app.exception_handler(RequestValidationError)(lambda e: _error_response(400, 'invalid_request', 'the request does not match the schema', _field_errors(e)))
+    app.exception_handler(RequestUnsupportedContentType)(lambda e: _error_response(415, 'unsupported_media_type',
+                                                                                   'send the body as JSON, with Content-Type application/json or none'))
+    app.exception_handler(RequestValidationError)(lambda e: _error_response(400, 'invalid_request',
+                                                                            'the request does not match the schema',
+                                                                            _field_errors(e)))
     app.exception_handler(RequestError)(lambda e: _error_response(e.status, e.code, e.message, e.errors, e.headers))
-    app.exception_handler(ModelUnavailable)(lambda e: _error_response(503, 'model_unavailable', f'no model is loaded: {e}; retrying', headers={'Retry-After': '5'}))
+    app.exception_handler(ModelUnavailable)(lambda e: _error_response(503, 'model_unavailable',
+                                                                      f'no model is loaded: {e}; retrying',
+                                                                      headers={'Retry-After': '5'}))
     app.not_found(lambda e: _not_found(app))
     app.exception_handler(Exception)(_internal_error)
     return app
@@ -397,7 +394,10 @@ def _register(app):
 def _not_found(app):
     path = app.current_event.path.rstrip('/') or '/'
     allowed = ROUTES.get(path)
-    if allowed: return _error_response(405, 'method_not_allowed', f"{app.current_event.http_method} is not allowed on {path}; use {', '.join(allowed)}", headers={'Allow': ', '.join(allowed)})
+    if allowed:
+        return _error_response(405, 'method_not_allowed',
+                               f"{app.current_event.http_method} is not allowed on {path}; use "
+                               f"{', '.join(allowed)}", headers={'Allow': ', '.join(allowed)})
     return _error_response(404, 'not_found', f"no route {path}; routes: {', '.join(ROUTES)}")
 
 def _internal_error(e):
@@ -413,9 +413,10 @@ def openapi():
     global _openapi_json
     if _openapi_json is None:
         from aws_lambda_powertools.event_handler.openapi.models import APIKey, APIKeyIn
-        _openapi_json = rest_app.get_openapi_json_schema(
-            title='fraud-lambda', version=__version__, description='Real-time card-fraud scoring: approve / review / block with reasons.',
-            security_schemes={'apiKey': APIKey(name='x-api-key', in_=APIKeyIn.header)}, security=[{'apiKey': []}])
+        _openapi_json = rest_app.get_openapi_json_schema( title='fraud-lambda', version=__version__,
+                                                         description='Real-time card-fraud scoring: approve / review / block with reasons.',
+                                                         security_schemes={'apiKey': APIKey(name='x-api-key', in_=APIKeyIn.header)},
+                                                         security=[{'apiKey': []}])
     return Response(200, content_types.APPLICATION_JSON, _openapi_json)
 
 rest_app = _register(APIGatewayRestResolver(enable_validation=True))
@@ -424,7 +425,8 @@ url_app = _register(LambdaFunctionUrlResolver(enable_validation=True))
 
 # %% ../nbs/11_handler.ipynb #d2d55ab9
 def _event_path(event) -> str:
-    return event.get('rawPath') or event.get('path') or (event.get('requestContext', {}).get('http', {}) or {}).get('path') or '/'
+    return event.get('rawPath') or event.get('path') or (event.get('requestContext', {}).get('http', {})
+                                                         or {}).get('path') or '/'
 
 def _precheck(event, settings:Settings) -> dict|None:
     "A direct 4xx response for an oversize or undecodable body, else None"
@@ -432,18 +434,23 @@ def _precheck(event, settings:Settings) -> dict|None:
     if body is None: return None
     limit = settings.max_batch_body_bytes if _event_path(event).rstrip('/').endswith('/score/batch') else settings.max_body_bytes
     if event.get('isBase64Encoded'):
-        if len(body) > limit * 4 // 3 + 4: return _raw_error(413, 'payload_too_large', f'the body exceeds {limit:,} bytes')
+        if len(body) > limit * 4 // 3 + 4:
+            return _raw_error(413, 'payload_too_large', f'the body exceeds {limit:,} bytes')
         try: raw = base64.b64decode(body, validate=True)
-        except (binascii.Error, ValueError): return _raw_error(400, 'invalid_body', 'the body is marked base64-encoded but is not valid base64')
+        except (binascii.Error, ValueError):
+            return _raw_error(400, 'invalid_body', 'the body is marked base64-encoded but is not valid base64')
         try: raw.decode('utf-8')
         except UnicodeDecodeError: return _raw_error(400, 'invalid_body', 'the body must be UTF-8 JSON')
     else: raw = body.encode('utf-8', 'surrogatepass')
-    if len(raw) > limit: return _raw_error(413, 'payload_too_large', f'the body is {len(raw):,} bytes; the limit is {limit:,}')
-    if raw.strip() and raw.lstrip()[:1] != b'{': return _raw_error(400, 'invalid_body', 'the body must be a JSON object')
+    if len(raw) > limit:
+        return _raw_error(413, 'payload_too_large', f'the body is {len(raw):,} bytes; the limit is {limit:,}')
+    if raw.strip() and raw.lstrip()[:1] != b'{':
+        return _raw_error(400, 'invalid_body', 'the body must be a JSON object')
     return None
 
 def _raw_error(status, code, message) -> dict:
-    return {'statusCode': status, 'headers': {'Content-Type': 'application/json'}, 'body': error_body(status, code, message), 'isBase64Encoded': False}
+    return {'statusCode': status, 'headers': {'Content-Type': 'application/json'},
+            'body': error_body(status, code, message), 'isBase64Encoded': False}
 
 # %% ../nbs/11_handler.ipynb #3f5d7052
 def _resolver(event):

@@ -20,11 +20,13 @@ def _order(y, s):
 
 def _curve(y, s, w=None, order=None):
     "Cumulative (tp, fp) at each distinct threshold, descending; `w` are row weights"
-    y = np.asarray(y); s = np.asarray(s, dtype=np.float64)
+    y = np.asarray(y)
+    s = np.asarray(s, dtype=np.float64)
     o, last = order if order is not None else _order(y, s)
     yo = y[o].astype(np.float64)
     wo = np.ones(len(y)) if w is None else np.asarray(w, dtype=np.float64)[o]
-    tp = np.cumsum(yo * wo)[last]; fp = np.cumsum((1 - yo) * wo)[last]
+    tp = np.cumsum(yo * wo)[last]
+    fp = np.cumsum((1 - yo) * wo)[last]
     return tp, fp
 
 # %% ../nbs/04_metrics.ipynb #362e0ef6
@@ -72,8 +74,10 @@ def ranking_metrics(y, s, w=None) -> dict:
 # %% ../nbs/04_metrics.ipynb #243d194c
 def _check(y, s):
     "Labels in {0,1} and finite scores of equal length"
-    y = np.asarray(y); s = np.asarray(s, dtype=np.float64)
-    if y.shape != s.shape or y.ndim != 1: raise ValueError(f"y and scores must be 1-D of equal length, got {y.shape} and {s.shape}")
+    y = np.asarray(y)
+    s = np.asarray(s, dtype=np.float64)
+    if y.shape != s.shape or y.ndim != 1:
+        raise ValueError(f"y and scores must be 1-D of equal length, got {y.shape} and {s.shape}")
     if not np.isin(y, (0, 1)).all(): raise ValueError('y must hold only 0 and 1')
     if not np.isfinite(s).all(): raise ValueError('scores must be finite')
     return y.astype(np.int8), s
@@ -104,7 +108,8 @@ def bootstrap_metrics(y, s, n_boot:int=1000, seed:int=0, ci:float=0.95) -> dict:
 # %% ../nbs/04_metrics.ipynb #ab797a5d
 def paired_bootstrap(y, s_a, s_b, metric:str='average_precision', n_boot:int=1000, seed:int=0) -> dict:
     "Distribution of metric(a) - metric(b) on shared stratified replicates: value, ci95 and P(a < b)"
-    y, s_a = _check(y, s_a); _, s_b = _check(y, s_b)
+    y, s_a = _check(y, s_a)
+    _, s_b = _check(y, s_b)
     f, rng = METRICS[metric], np.random.default_rng(seed)
     oa, ob = _order(y, s_a), _order(y, s_b)
     diffs = []
@@ -132,7 +137,8 @@ def expected_cost(y, p, amount, review:float, block:float, review_cost:float=5.0
 # %% ../nbs/04_metrics.ipynb #e765e040
 def operating_point(y, p, review:float, block:float, amount=None, **cost) -> dict:
     "Precision, recall, FPR, accuracy, confusion counts (flagged = review or block) and expected cost"
-    y = np.asarray(y); flag = decide(p, review, block) > 0
+    y = np.asarray(y)
+    flag = decide(p, review, block) > 0
     tp, fp = int(np.sum(flag & (y == 1))), int(np.sum(flag & (y == 0)))
     fn, tn = int(np.sum(~flag & (y == 1))), int(np.sum(~flag & (y == 0)))
     d = decide(p, review, block)

@@ -6,13 +6,13 @@
 from __future__ import annotations
 import json, math
 import numpy as np
+from .schema import FEATURES
 
 # %% auto #0
-__all__ = ['PREP_FORMAT', 'INPUTS', 'DAY_SECONDS', 'OPS', 'PreprocessError', 'fit_preprocessing', 'transform', 'check_spec']
+__all__ = ['PREP_FORMAT', 'DAY_SECONDS', 'OPS', 'PreprocessError', 'fit_preprocessing', 'transform', 'check_spec']
 
 # %% ../nbs/02_preprocess.ipynb #c4aec11b
 PREP_FORMAT = 1
-INPUTS = ['Time'] + [f'V{i}' for i in range(1, 29)] + ['Amount']
 DAY_SECONDS = 86_400.0
 
 class PreprocessError(ValueError):
@@ -42,7 +42,7 @@ def _raw_outputs(spec, X):
     return np.column_stack(cols) if cols else np.empty((len(X), 0))
 
 # %% ../nbs/02_preprocess.ipynb #8cc8b357
-def fit_preprocessing(X, inputs=INPUTS, log_amount:bool=True, hour_of_day:bool=True, drop=('Time',),
+def fit_preprocessing(X, inputs=FEATURES, log_amount:bool=True, hour_of_day:bool=True, drop=('Time',),
                       standardize:bool=True) -> dict:
     "Learn a preprocessing spec (names and numbers only) from training rows `X` in `inputs` order"
     X = _as_matrix(X, len(inputs))
@@ -75,17 +75,23 @@ def transform(spec:dict, X) -> np.ndarray:
 def check_spec(spec:dict) -> dict:
     "Raise `PreprocessError` unless `spec` is a well-formed preprocessing spec; return it"
     try:
-        if spec.get('format') != PREP_FORMAT: raise PreprocessError(f"unknown preprocessing format {spec.get('format')!r}, expected {PREP_FORMAT}")
+        if spec.get('format') != PREP_FORMAT:
+            raise PreprocessError(f"unknown preprocessing format {spec.get('format')!r}, expected {PREP_FORMAT}")
         inputs, outs = spec['inputs'], spec['outputs']
         for d in spec['derived']:
-            if d['op'] not in OPS: raise PreprocessError(f"unknown preprocessing op {d['op']!r}; known: {', '.join(OPS)}")
-            if d['source'] not in inputs: raise PreprocessError(f"derived feature {d['name']!r} reads unknown input {d['source']!r}")
+            if d['op'] not in OPS:
+                raise PreprocessError(f"unknown preprocessing op {d['op']!r}; known: {', '.join(OPS)}")
+            if d['source'] not in inputs:
+                raise PreprocessError(f"derived feature {d['name']!r} reads unknown input {d['source']!r}")
         if any(k not in inputs for k in spec['keep']): raise PreprocessError('kept feature not among inputs')
         n = len(spec['keep']) + len(spec['derived'])
         for k in ('outputs', 'sources', 'mean', 'scale'):
-            if len(spec[k]) != n: raise PreprocessError(f"preprocessing '{k}' has {len(spec[k])} entries, expected {n}")
-        sc = np.asarray(spec['scale'], dtype=float); mu = np.asarray(spec['mean'], dtype=float)
+            if len(spec[k]) != n:
+                raise PreprocessError(f"preprocessing '{k}' has {len(spec[k])} entries, expected {n}")
+        sc = np.asarray(spec['scale'], dtype=float)
+        mu = np.asarray(spec['mean'], dtype=float)
         if not (np.isfinite(sc).all() and np.isfinite(mu).all() and (sc > 0).all()):
             raise PreprocessError('preprocessing mean/scale must be finite with scale > 0')
-    except (KeyError, TypeError) as e: raise PreprocessError(f"malformed preprocessing spec ({type(e).__name__}: {e})") from None
+    except (KeyError, TypeError) as e:
+        raise PreprocessError(f"malformed preprocessing spec ({type(e).__name__}: {e})") from None
     return spec

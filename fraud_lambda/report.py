@@ -7,7 +7,8 @@ from __future__ import annotations
 import json, os, platform, random, shutil, time
 from datetime import datetime, timezone
 from pathlib import Path
-from .data import project_root, data_fingerprint, load_transactions
+from .config import project_root
+from .data import data_fingerprint, load_transactions
 
 # %% auto #0
 __all__ = ['STEPS', 'KERNEL_START_FAILURES', 'METRIC_COLUMNS', 'ReportError', 'new_run_id', 'nbs_dir', 'run_notebook', 'to_html',
@@ -17,7 +18,8 @@ __all__ = ['STEPS', 'KERNEL_START_FAILURES', 'METRIC_COLUMNS', 'ReportError', 'n
 class ReportError(RuntimeError):
     "A report run that could not complete: names the step and where its executed notebook is"
 
-STEPS = {'eda': '01_eda.ipynb', 'train': '05_train.ipynb', 'thresholds': '06_thresholds.ipynb', 'anomaly': '16_anomaly.ipynb'}
+STEPS = {'eda': '01_eda.ipynb', 'train': '05_train.ipynb', 'thresholds': '06_thresholds.ipynb',
+         'anomaly': '16_anomaly.ipynb'}
 
 def new_run_id(now:datetime|None=None) -> str:
     "A sortable run id such as `run-20261129-163012`"
@@ -26,7 +28,8 @@ def new_run_id(now:datetime|None=None) -> str:
 def nbs_dir() -> Path:
     "The checkout's notebooks folder (report runs need the notebooks)"
     root = project_root() or project_root(Path(__file__).parent)
-    if root is None or not (root/'nbs').is_dir(): raise ReportError('report runs need a fraud-lambda checkout (its nbs/ folder); run from inside one')
+    if root is None or not (root/'nbs').is_dir():
+        raise ReportError('report runs need a fraud-lambda checkout (its nbs/ folder); run from inside one')
     return root/'nbs'
 
 # %% ../nbs/06a_report.ipynb #de5d6d30
@@ -41,22 +44,28 @@ def run_notebook(nb:Path, out_nb:Path, params:dict, cwd:Path|None=None, attempts
     t = time.time()
     for i in range(attempts):
         try:
-            pm.execute_notebook(str(nb), str(out_nb), parameters=params, kernel_name='python3', cwd=str(cwd or nb.parent),
-                                progress_bar=False, log_output=False, request_save_on_cell_execute=False)
+            pm.execute_notebook(str(nb), str(out_nb), parameters=params, kernel_name='python3',
+                                cwd=str(cwd or nb.parent), progress_bar=False, log_output=False,
+                                request_save_on_cell_execute=False)
             return time.time() - t
         except pm.PapermillExecutionError as e:
-            raise ReportError(f"{nb.name} failed in cell {e.exec_count}: {e.ename}: {str(e.evalue).splitlines()[0] if e.evalue else ''} (executed notebook kept at {out_nb})") from None
+            raise ReportError(f"{nb.name} failed in cell {e.exec_count}: {e.ename}: "
+                              f"{str(e.evalue).splitlines()[0] if e.evalue else ''} (executed notebook kept "
+                              f"at {out_nb})") from None
         except (RuntimeError, TimeoutError) as e:
             if not _kernel_start_failed(e): raise
-            if i == attempts - 1: raise ReportError(f"{nb.name}: the python3 kernel did not start in {attempts} attempts ({e})") from None
+            if i == attempts - 1:
+                raise ReportError(f"{nb.name}: the python3 kernel did not start in {attempts} attempts ({e})") from None
             time.sleep(0.5 + random.random())
 
 # %% ../nbs/06a_report.ipynb #a68db6ad
 def to_html(nb_path:Path) -> Path:
     "Render an executed notebook to HTML with input cells hidden"
     from nbconvert import HTMLExporter
-    body, _ = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True).from_filename(str(nb_path))
-    out = Path(nb_path).with_suffix('.html'); out.write_text(body, encoding='utf-8')
+    body, _ = HTMLExporter(exclude_input=True, exclude_input_prompt=True,
+                           exclude_output_prompt=True).from_filename(str(nb_path))
+    out = Path(nb_path).with_suffix('.html')
+    out.write_text(body, encoding='utf-8')
     return out
 
 # %% ../nbs/06a_report.ipynb #6b559d3c
@@ -65,12 +74,15 @@ def assemble_metrics(run_dir, run_id:str, data:dict, timings:dict, params:dict) 
     run_dir = Path(run_dir)
     tr = json.loads((run_dir/'train.json').read_text())
     th = json.loads((run_dir/'thresholds.json').read_text()) if (run_dir/'thresholds.json').exists() else {}
-    models = {n: {'holdout': m, 'validation': tr['validation'].get(n, {}), 'fit_s': tr['timings_s'].get(f'fit_{n}')} for n, m in tr['holdout'].items()}
-    doc = {'run_id': run_id, 'created_at': datetime.now(timezone.utc).isoformat(timespec='seconds'),
-           'data': data, 'chosen_model': tr['chosen_model'], 'models': models,
-           'thresholds': th.get('thresholds'), 'operating_point': th.get('operating_point'), 'costs': th.get('holdout_costs'),
-           'cost_model': th.get('cost_model'), 'calibration': tr.get('calibration'), 'imbalance_comparison': tr.get('imbalance'),
-           'params': params, 'library_versions': tr.get('library_versions'), 'platform': {'machine': platform.machine(), 'cpus': os.cpu_count()},
+    models = {n: {'holdout': m, 'validation': tr['validation'].get(n, {}), 'fit_s': tr['timings_s'].get(f'fit_{n}')}
+              for n, m in tr['holdout'].items()}
+    doc = {'run_id': run_id, 'created_at': datetime.now(timezone.utc).isoformat(timespec='seconds'), 'data': data,
+           'chosen_model': tr['chosen_model'], 'models': models, 'thresholds': th.get('thresholds'),
+           'operating_point': th.get('operating_point'), 'costs': th.get('holdout_costs'),
+           'cost_model': th.get('cost_model'), 'calibration': tr.get('calibration'),
+           'imbalance_comparison': tr.get('imbalance'), 'params': params,
+           'library_versions': tr.get('library_versions'),
+           'platform': {'machine': platform.machine(), 'cpus': os.cpu_count()},
            'timings_s': {**{f'train.{k}': v for k, v in tr['timings_s'].items()}, **timings}}
     if (run_dir/'anomaly.json').exists():
         a = json.loads((run_dir/'anomaly.json').read_text())
@@ -81,7 +93,9 @@ def assemble_metrics(run_dir, run_id:str, data:dict, timings:dict, params:dict) 
 # %% ../nbs/06a_report.ipynb #ecfb2815
 def update_latest(reports_dir, run_id:str) -> Path:
     "Point `reports/latest` (a one-line file) at `run_id`"
-    p = Path(reports_dir)/'latest'; p.write_text(run_id + '\n'); return p
+    p = Path(reports_dir)/'latest'
+    p.write_text(run_id + '\n')
+    return p
 
 def latest_run(reports_dir='reports') -> Path:
     "The run folder `reports/latest` names"
@@ -95,16 +109,23 @@ def run_report(data_path='', reports_dir=None, run_id:str|None=None, n_boot:int=
                as_of:float|None=None) -> Path:
     "Run EDA, training, thresholds and the anomaly score with papermill into `reports/<run_id>/`; write HTML and metrics.json; `as_of` keeps `Time <= as_of`"
     t0, nbs = time.time(), nbs_dir()
-    reports_dir = Path(reports_dir or nbs.parent/'reports'); run_id = run_id or new_run_id()
-    run_dir = (reports_dir/run_id).resolve(); run_dir.mkdir(parents=True, exist_ok=False)
+    reports_dir = Path(reports_dir or nbs.parent/'reports')
+    run_id = run_id or new_run_id()
+    run_dir = (reports_dir/run_id).resolve()
+    run_dir.mkdir(parents=True, exist_ok=False)
     data_path = str(Path(data_path).resolve()) if data_path else ''
     timings, data = {}, {'source': 'synthetic'}
     if data_path:
-        t = time.time(); data = {'source': data_path, **{k: v for k, v in data_fingerprint(data_path).items() if k != 'path'}}; timings['fingerprint'] = round(time.time() - t, 2)
+        t = time.time()
+        data = {'source': data_path, **{k: v for k, v in data_fingerprint(data_path).items() if k != 'path'}}
+        timings['fingerprint'] = round(time.time() - t, 2)
     common = {'data_path': data_path, 'out_dir': str(run_dir), 'seed': seed, 'as_of': as_of}
     plan = [('eda', common), ('train', {**common, 'n_boot': n_boot, 'rf_trees': rf_trees, 'gbm_trees': gbm_trees}),
-            ('thresholds', {'run_dir': str(run_dir), 'out_dir': str(run_dir), 'review_cost': review_cost, 'block_cost': block_cost, 'seed': seed}),
-            ('anomaly', {**common, 'run_dir': str(run_dir), 'n_boot': n_boot, 'review_cost': review_cost, 'block_cost': block_cost})]
+            ('thresholds', {'run_dir': str(run_dir), 'out_dir': str(run_dir), 'review_cost': review_cost,
+                            'block_cost': block_cost, 'seed': seed}), ('anomaly', {**common, 'run_dir': str(run_dir),
+                                                                                   'n_boot': n_boot,
+                                                                                   'review_cost': review_cost,
+                                                                                   'block_cost': block_cost})]
     for step, params in plan:
         log(f"[{run_id}] {step}: running {STEPS[step]}")
         timings[step] = round(run_notebook(nbs/STEPS[step], run_dir/STEPS[step], params, cwd=nbs), 2)
@@ -113,7 +134,8 @@ def run_report(data_path='', reports_dir=None, run_id:str|None=None, n_boot:int=
         for step in STEPS: to_html(run_dir/STEPS[step])
         timings['html'] = round(time.time() - t, 2)
     timings['total'] = round(time.time() - t0, 2)
-    params = {'n_boot': n_boot, 'rf_trees': rf_trees, 'gbm_trees': gbm_trees, 'review_cost': review_cost, 'block_cost': block_cost, 'seed': seed, 'as_of': as_of}
+    params = {'n_boot': n_boot, 'rf_trees': rf_trees, 'gbm_trees': gbm_trees, 'review_cost': review_cost,
+              'block_cost': block_cost, 'seed': seed, 'as_of': as_of}
     assemble_metrics(run_dir, run_id, data, timings, params)
     if data_path: update_latest(reports_dir, run_id)
     log(f"[{run_id}] done in {timings['total']:.0f} s: {run_dir}")
@@ -130,6 +152,7 @@ def metrics_markdown(m:dict) -> str:
     for name, d in m['models'].items():
         if name == 'chosen': continue
         label = f"**{name}** (chosen)" if name == m['chosen_model'] else name
-        cells = [f"{d['holdout'][k]['value']:.3f} [{d['holdout'][k]['ci95'][0]:.2f}, {d['holdout'][k]['ci95'][1]:.2f}]" for k, _ in METRIC_COLUMNS]
+        cells = [f"{d['holdout'][k]['value']:.3f} [{d['holdout'][k]['ci95'][0]:.2f}, "
+                 f"{d['holdout'][k]['ci95'][1]:.2f}]" for k, _ in METRIC_COLUMNS]
         rows.append(f"| {label} | " + ' | '.join(cells) + f" | {d.get('fit_s') or 0:.0f} |")
     return '\n'.join(rows)

@@ -29,7 +29,8 @@ DECISIONS = tuple(EXIT_CODES)
 
 def exit_code(decision:str) -> int:
     "The process exit status for a retrain decision: promoted 0, kept 1, failed 2, conflict 3"
-    if decision not in EXIT_CODES: raise RetrainError(f"unknown retrain decision {decision!r}; expected one of {', '.join(DECISIONS)}")
+    if decision not in EXIT_CODES:
+        raise RetrainError(f"unknown retrain decision {decision!r}; expected one of {', '.join(DECISIONS)}")
     return EXIT_CODES[decision]
 
 # %% ../nbs/14_retrain.ipynb #6958b556
@@ -38,15 +39,19 @@ MIN_HOLDOUT_FRAUDS = 5
 def holdout_of(data_path, as_of:float|None=None, holdout_frac:float=0.2) -> dict:
     "Features `X`, labels `y` and a `fingerprint` of the out-of-time holdout of the data the run uses (`Time <= as_of`)"
     from fraud_lambda.eda import restrict_as_of
-    df = load_transactions(data_path); rows_in_file = len(df)
+    df = load_transactions(data_path)
+    rows_in_file = len(df)
     if as_of is not None: df = restrict_as_of(df, as_of)
     _, ho = time_split(df, holdout_frac)
     X, y = xy(ho)
     if y.sum() < MIN_HOLDOUT_FRAUDS:
-        raise RetrainError(f"{data_path}: the holdout (last {holdout_frac:.0%} by Time{'' if as_of is None else f' of Time <= {as_of:g}'}) holds {int(y.sum())} frauds in {len(y):,} rows; "
+        raise RetrainError(f"{data_path}: the holdout (last {holdout_frac:.0%} by "
+                           f"Time{'' if as_of is None else f' of Time <= {as_of:g}'}) holds {int(y.sum())} "
+                           f"frauds in {len(y):,} rows; "
                            f"the gate needs at least {MIN_HOLDOUT_FRAUDS} to compare models")
-    fp = {'path': str(Path(data_path).resolve()), 'sha256': file_sha256(data_path), 'rows_in_file': rows_in_file, 'as_of': as_of,
-          'rows_used': len(df), 'frauds_used': int(df[LABEL].sum()), 'time_used': [float(df.Time.min()), float(df.Time.max())],
+    fp = {'path': str(Path(data_path).resolve()), 'sha256': file_sha256(data_path), 'rows_in_file': rows_in_file,
+          'as_of': as_of, 'rows_used': len(df), 'frauds_used': int(df[LABEL].sum()),
+          'time_used': [float(df.Time.min()), float(df.Time.max())],
           'holdout': {'rows': len(y), 'frauds': int(y.sum()), 'time': [float(ho.Time.min()), float(ho.Time.max())]}}
     return {'X': X, 'y': y, 'fingerprint': fp}
 
@@ -63,17 +68,20 @@ METRIC_LABELS = {'average_precision': 'AP', 'recall_at_fpr_1pct': 'recall@1%FPR'
 
 def compare_models(y, challenger, champion=None, n_boot:int=1000, seed:int=0) -> dict:
     "Bootstrap metrics of each score vector and paired differences (challenger - champion) on the same rows"
-    pick = lambda s: {k: v for k, v in bootstrap_metrics(y, s, n_boot=n_boot, seed=seed).items() if k in REPORTED_METRICS}
+    pick = lambda s: {k: v for k, v in bootstrap_metrics(y, s, n_boot=n_boot, seed=seed).items()
+                      if k in REPORTED_METRICS}
     out = {'n_boot': n_boot, 'seed': seed, 'holdout_rows': int(len(y)), 'holdout_frauds': int(np.sum(y)),
            'challenger': pick(challenger), 'champion': None, 'differences': None}
     if champion is not None:
         out['champion'] = pick(champion)
-        out['differences'] = {m: paired_bootstrap(y, challenger, champion, m, n_boot=n_boot, seed=seed) for m in REPORTED_METRICS}
+        out['differences'] = {m: paired_bootstrap(y, challenger, champion, m, n_boot=n_boot, seed=seed)
+                              for m in REPORTED_METRICS}
     return out
 
 # %% ../nbs/14_retrain.ipynb #7085c5e6
-RULE = ("promote iff, for both average precision and recall at 1% FPR, the lower end of the 95% paired-bootstrap CI of "
-        "(challenger - champion) on the run's out-of-time holdout is above -margin; with no champion yet, promote")
+RULE = ("promote iff, for both average precision and recall at 1% FPR, the lower end of the 95% "
+        "paired-bootstrap CI of " "(challenger - champion) on the run's out-of-time holdout is above -margin; with no "
+        "champion yet, promote")
 
 def _check_margin(margin):
     if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not 0 <= margin < 1:
@@ -93,7 +101,8 @@ def decide(comparison:dict, margin:float=0.02) -> tuple:
             failed.append(f"{METRIC_LABELS[m]} failed: the 95% CI of challenger - champion starts at {lo:+.4f}, "
                           f"{-margin - lo:.4f} below the -{margin:g} margin ({_fmt_diff(m, diffs[m])})")
     if failed: return 'kept', '; '.join(failed)
-    return 'promoted', f"not worse than the champion by more than {margin:g} on both gated metrics: " + ', '.join(_fmt_diff(m, diffs[m]) for m in GATE_METRICS)
+    return 'promoted', f"not worse than the champion by more than {margin:g} on both gated metrics: " + ', '.join(_fmt_diff(m, diffs[m])
+                                                                                                                  for m in GATE_METRICS)
 
 # %% ../nbs/14_retrain.ipynb #3c33267f
 def _jsonable(o):
@@ -111,32 +120,41 @@ def _fmt_ci(m):
 
 def retrain_markdown(record:dict) -> str:
     "A short Markdown report of a retrain record: decision, rule and the comparison table"
-    r = record; ch, cp = r.get('challenger') or {}, r.get('champion') or {}
+    r = record
+    ch, cp = r.get('challenger') or {}, r.get('champion') or {}
     lines = [f"# Retrain {r['run_id']}: {r['decision']}", '',
              f"**Decision:** {r['decision']} (exit code {EXIT_CODES[r['decision']]}). {r['reason']}", '',
              f"**Rule:** {RULE} (margin {'unset' if r.get('margin') is None else format(r['margin'], 'g')}).", '']
     if ch.get('metrics'):
         diffs = r.get('differences') or {}
-        lines += [f"| metric | challenger `{ch.get('version')}` | champion `{cp.get('version') or '-'}` | challenger - champion [95% paired CI] | gate |",
+        lines += [f"| metric | challenger `{ch.get('version')}` | champion "
+                  f"`{cp.get('version') or '-'}` | challenger - champion [95% paired CI] | gate |",
                   '|---|---|---|---|---|']
         for m in REPORTED_METRICS:
             d = diffs.get(m)
-            gate = '-' if m not in GATE_METRICS or not d else ('pass' if d['ci95'][0] is not None and d['ci95'][0] > -(r.get('margin') or 0) else 'FAIL')
+            gate = '-' if m not in GATE_METRICS or not d else ('pass' if d['ci95'][0] is not None
+                                                               and d['ci95'][0] > -(r.get('margin') or 0) else 'FAIL')
             dtxt = f"{d['value']:+.4f} [{d['ci95'][0]:+.4f}, {d['ci95'][1]:+.4f}]" if d and d['ci95'][0] is not None else 'n/a'
-            lines.append(f"| {METRIC_LABELS[m]} | {_fmt_ci(ch['metrics'].get(m))} | {_fmt_ci((cp.get('metrics') or {}).get(m))} | {dtxt} | {gate} |")
+            lines.append(f"| {METRIC_LABELS[m]} | {_fmt_ci(ch['metrics'].get(m))} | "
+                         f"{_fmt_ci((cp.get('metrics') or {}).get(m))} | {dtxt} | {gate} |")
         lines.append('')
     data = r.get('data') or {}
     if data.get('holdout'):
-        lines.append(f"Holdout: {data['holdout']['rows']:,} rows, {data['holdout']['frauds']} frauds, Time {data['holdout']['time'][0]:g}..{data['holdout']['time'][1]:g} s; "
-                     f"data `{data.get('path')}` sha256 {str(data.get('sha256'))[:16]}..., {data.get('rows_used'):,} rows used" + ('' if data.get('as_of') is None else f" (as_of {data['as_of']:g})") + '.')
+        lines.append(f"Holdout: {data['holdout']['rows']:,} rows, {data['holdout']['frauds']} frauds, "
+                     f"Time {data['holdout']['time'][0]:g}..{data['holdout']['time'][1]:g} s; "
+                     f"data `{data.get('path')}` sha256 {str(data.get('sha256'))[:16]}..., "
+                     f"{data.get('rows_used'):,} rows used" + ('' if data.get('as_of') is None
+                                                               else f" (as_of {data['as_of']:g})") + '.')
     lines.append(f"Timings (s): " + ', '.join(f"{k} {v:.1f}" for k, v in (r.get('timings_s') or {}).items()) + '.')
     return '\n'.join(lines) + '\n'
 
 def write_retrain_report(run_dir, record:dict) -> dict:
     "Write `retrain.json` and `retrain.md` into `run_dir`; return their paths"
-    run_dir = Path(run_dir); run_dir.mkdir(parents=True, exist_ok=True)
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
     j, m = run_dir/'retrain.json', run_dir/'retrain.md'
-    j.write_text(json.dumps(_jsonable(record), indent=1, allow_nan=False)); m.write_text(retrain_markdown(_jsonable(record)))
+    j.write_text(json.dumps(_jsonable(record), indent=1, allow_nan=False))
+    m.write_text(retrain_markdown(_jsonable(record)))
     return {'json': str(j), 'markdown': str(m)}
 
 # %% ../nbs/14_retrain.ipynb #12272059
@@ -174,9 +192,12 @@ def _check_report(run_dir, y, fingerprint):
     "The run's holdout labels and data file must be the ones the retrain loaded"
     ys = np.load(Path(run_dir)/'scores.npz')['y_holdout']
     if ys.shape != y.shape or not np.array_equal(ys, y):
-        raise RetrainError(f"{run_dir}: the report's holdout ({len(ys):,} rows, {int(ys.sum())} frauds) differs from the retrain's ({len(y):,} rows, {int(y.sum())} frauds)")
+        raise RetrainError(f"{run_dir}: the report's holdout ({len(ys):,} rows, {int(ys.sum())} frauds) "
+                           f"differs from the retrain's ({len(y):,} rows, {int(y.sum())} frauds)")
     sha = json.loads((Path(run_dir)/'metrics.json').read_text())['data'].get('sha256')
-    if sha != fingerprint['sha256']: raise RetrainError(f"{fingerprint['path']} changed during the run (sha256 {fingerprint['sha256'][:12]}... before, {str(sha)[:12]}... in the report)")
+    if sha != fingerprint['sha256']:
+        raise RetrainError(f"{fingerprint['path']} changed during the run (sha256 "
+                           f"{fingerprint['sha256'][:12]}... before, {str(sha)[:12]}... in the report)")
 
 # %% ../nbs/14_retrain.ipynb #b4ad566f
 def _promote(store, name, version, expected, run_id):
@@ -186,8 +207,10 @@ def _promote(store, name, version, expected, run_id):
         return 'promoted', None, ptr
     except StoreConflict as e:
         now = store.champion(name)
-        if now and now.get('version') == version: return 'promoted', 'the pointer already names this version (a retried write)', now
-        return 'conflict', f"the champion changed while this retrain ran ({e}); this run's challenger {version} stays published but not promoted", now
+        if now and now.get('version') == version:
+            return 'promoted', 'the pointer already names this version (a retried write)', now
+        return 'conflict', (f"the champion changed while this retrain ran ({e}); this run's challenger "
+                            f"{version} stays published but not promoted" ), now
 
 # %% ../nbs/14_retrain.ipynb #9b4e5e35
 def _writable_store(store_uri, run_id:str, log=print):
@@ -212,31 +235,45 @@ def retrain(data_path, store_uri=None, reports_dir=None, as_of:float|None=None, 
         state['champion']['version'] = ptr['version'] if ptr else None
         t = time.time(); ho = holdout_of(data_path, as_of); state['data'] = ho['fingerprint']; step('holdout', t)
         log(f"[{run_id}] champion {state['champion']['version'] or 'none'}; training on {ho['fingerprint']['rows_used']:,} rows")
-        t = time.time(); run_report(str(data_path), reports_dir, run_id, as_of=as_of, log=log, **kw); step('report', t)
+        t = time.time()
+        run_report(str(data_path), reports_dir, run_id, as_of=as_of, log=log, **kw)
+        step('report', t)
         _check_report(run_dir, ho['y'], ho['fingerprint'])
         from fraud_lambda.convert import bundle_from_run
-        t = time.time(); bundle = bundle_from_run(run_dir, dest=run_dir/'models'/'bundle', name=name); step('bundle', t)
-        t = time.time(); pub = store.publish(name, bundle, promote=False, reason=f'retrain {run_id}: challenger'); step('publish', t)
+        t = time.time()
+        bundle = bundle_from_run(run_dir, dest=run_dir/'models'/'bundle', name=name)
+        step('bundle', t)
+        t = time.time()
+        pub = store.publish(name, bundle, promote=False, reason=f'retrain {run_id}: challenger')
+        step('publish', t)
         state['challenger']['version'] = pub['version']
-        t = time.time(); cache = run_dir/'models'/'pulled'
+        t = time.time()
+        cache = run_dir/'models'/'pulled'
         s_chal, _ = score_with_bundle(store.pull(name, pub['version'], cache_dir=cache), ho['X'])
         s_champ = score_with_bundle(store.pull(name, ptr['version'], cache_dir=cache), ho['X'])[0] if ptr else None
         step('score', t)
-        t = time.time(); cmp = compare_models(ho['y'], s_chal, s_champ, n_boot=n_boot, seed=kw.get('seed', 0)); step('compare', t)
+        t = time.time()
+        cmp = compare_models(ho['y'], s_chal, s_champ, n_boot=n_boot, seed=kw.get('seed', 0))
+        step('compare', t)
         state['challenger']['metrics'], state['champion']['metrics'], state['differences'] = cmp['challenger'], cmp['champion'], cmp['differences']
         decision, reason = decide(cmp, margin)
         if decision == 'promoted':
-            t = time.time(); decision, note, _ = _promote(store, name, pub['version'], expected, run_id); step('promote', t)
+            t = time.time()
+            decision, note, _ = _promote(store, name, pub['version'], expected, run_id)
+            step('promote', t)
             reason = note if decision == 'conflict' else reason + (f' ({note})' if note else '')
     except Exception as e:
         decision, reason = 'failed', f"{type(e).__name__}: {str(e).strip() or 'no message'}"
         error = traceback.format_exc(limit=8)
     timings['total'] = round(time.time() - t0, 2)
-    record = {'event': 'retrain', 'run_id': run_id, 'decision': decision, 'exit_code': EXIT_CODES[decision], 'reason': reason, 'rule': RULE,
-              'margin': margin if isinstance(margin, (int, float)) and not isinstance(margin, bool) else None, 'as_of': as_of, 'n_boot': n_boot, 'report_params': report_params or {},
-              'challenger': state['challenger'], 'champion': state['champion'], 'differences': state['differences'], 'data': state['data'],
-              'report_dir': None if existed else str(run_dir), 'store': store.uri if store else str(store_uri), 'host': socket.gethostname(),
-              'python': platform.python_version(), 'timings_s': timings, **({'traceback': error} if error and decision == 'failed' else {})}
+    record = {'event': 'retrain', 'run_id': run_id, 'decision': decision, 'exit_code': EXIT_CODES[decision],
+              'reason': reason, 'rule': RULE, 'margin': margin if isinstance(margin, (int, float))
+              and not isinstance(margin, bool) else None, 'as_of': as_of, 'n_boot': n_boot,
+              'report_params': report_params or {}, 'challenger': state['challenger'], 'champion': state['champion'],
+              'differences': state['differences'], 'data': state['data'], 'report_dir': None if existed
+              else str(run_dir), 'store': store.uri if store else str(store_uri), 'host': socket.gethostname(),
+              'python': platform.python_version(), 'timings_s': timings,
+              **({'traceback': error} if error and decision == 'failed' else {})}
     record = _jsonable(record)
     log_error = None
     if store is not None:
@@ -246,8 +283,10 @@ def retrain(data_path, store_uri=None, reports_dir=None, as_of:float|None=None, 
     if log_error: record['log_error'] = log_error
     paths = {} if existed else write_retrain_report(run_dir, record)
     log(f"[{run_id}] {decision}: {reason}")
-    return RetrainResult(decision, reason, run_id, None if existed else str(run_dir), state['challenger'].get('version'), state['champion'].get('version'),
-                         state['challenger'].get('metrics'), state['champion'].get('metrics'), state['differences'], paths, log_error, record)
+    return RetrainResult(decision, reason, run_id, None if existed else str(run_dir),
+                         state['challenger'].get('version'), state['champion'].get('version'),
+                         state['challenger'].get('metrics'), state['champion'].get('metrics'), state['differences'],
+                         paths, log_error, record)
 
 # %% ../nbs/14_retrain.ipynb #b3ae57bf
 def add_retrain_arguments(p:argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -257,22 +296,30 @@ def add_retrain_arguments(p:argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument('--name', default='fraud', help='model name (default: fraud)')
     p.add_argument('--reports-dir', help='default: reports/ in the checkout')
     p.add_argument('--run-id', help='default: run-YYYYmmdd-HHMMSS-xxxx (UTC)')
-    p.add_argument('--as-of', type=float, help='train as if at this Time (seconds): only transactions with Time <= AS_OF')
-    p.add_argument('--margin', type=float, default=0.02, help='non-inferiority margin for AP and recall@1%%FPR (default 0.02)')
-    p.add_argument('--n-boot', type=int, default=1000, help='bootstrap replicates for the gate and the report (default 1000)')
-    p.add_argument('--rf-trees', type=int, default=100); p.add_argument('--gbm-trees', type=int, default=600)
-    p.add_argument('--seed', type=int, default=0); p.add_argument('--no-html', action='store_true')
+    p.add_argument('--as-of', type=float,
+                   help='train as if at this Time (seconds): only transactions with Time <= AS_OF')
+    p.add_argument('--margin', type=float, default=0.02,
+                   help='non-inferiority margin for AP and recall@1%%FPR (default 0.02)')
+    p.add_argument('--n-boot', type=int, default=1000,
+                   help='bootstrap replicates for the gate and the report (default 1000)')
+    p.add_argument('--rf-trees', type=int, default=100)
+    p.add_argument('--gbm-trees', type=int, default=600)
+    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--no-html', action='store_true')
     return p
 
 def retrain_command(a) -> int:
     "Run `retrain` from parsed arguments; print the decision; return its exit code"
-    r = retrain(a.data, a.store, a.reports_dir, as_of=a.as_of, margin=a.margin, name=a.name, n_boot=a.n_boot, run_id=a.run_id,
-                report_params={'rf_trees': a.rf_trees, 'gbm_trees': a.gbm_trees, 'seed': a.seed, 'html': not a.no_html})
-    print(json.dumps({'run_id': r.run_id, 'decision': r.decision, 'exit_code': r.exit_code, 'challenger': r.challenger_version,
-                      'champion': r.champion_version, 'report': r.paths.get('markdown')}))
+    r = retrain(a.data, a.store, a.reports_dir, as_of=a.as_of, margin=a.margin, name=a.name, n_boot=a.n_boot,
+                run_id=a.run_id, report_params={'rf_trees': a.rf_trees, 'gbm_trees': a.gbm_trees, 'seed': a.seed,
+                                                'html': not a.no_html})
+    print(json.dumps({'run_id': r.run_id, 'decision': r.decision, 'exit_code': r.exit_code,
+                      'challenger': r.challenger_version, 'champion': r.champion_version,
+                      'report': r.paths.get('markdown')}))
     if r.decision == 'failed': print(f"error: {r.reason}", file=sys.stderr)
     return r.exit_code
 
 def main(argv=None) -> int:
     "`retrain` as a standalone command (the same options as `fraud-lambda retrain`)"
-    return retrain_command(add_retrain_arguments(argparse.ArgumentParser(prog='fraud-lambda retrain', description='scheduled retraining with a champion/challenger gate')).parse_args(argv))
+    return retrain_command(add_retrain_arguments(argparse.ArgumentParser(prog='fraud-lambda retrain',
+                                                                         description='scheduled retraining with a champion/challenger gate')).parse_args(argv))

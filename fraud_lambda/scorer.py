@@ -8,7 +8,8 @@ import bisect, json, math
 from dataclasses import dataclass
 import numpy as np
 from .bundle import Bundle, BundleError, load_bundle
-from .preprocess import INPUTS, OPS, DAY_SECONDS, PreprocessError, check_spec
+from .schema import FEATURES
+from .preprocess import OPS, DAY_SECONDS, PreprocessError, check_spec
 
 # %% auto #0
 __all__ = ['MODEL_FORMAT', 'ANOMALY_FORMAT', 'DECISIONS', 'N_REASONS', 'N_IN', 'PROBA_EPS', 'BATCH_ROWS', 'ScoringError',
@@ -19,7 +20,7 @@ MODEL_FORMAT = 1
 ANOMALY_FORMAT = 1
 DECISIONS = ('approve', 'review', 'block')
 N_REASONS = 3
-N_IN = len(INPUTS)
+N_IN = len(FEATURES)
 PROBA_EPS = 1e-15  # random-forest margins are logit(clip(p, eps, 1 - eps)), as in fraud_lambda.features
 BATCH_ROWS = 4096
 
@@ -29,15 +30,16 @@ class ScoringError(ValueError):
 # %% ../nbs/08_scorer.ipynb #e6d96b3f
 def _fail(where, msg): raise BundleError(f"model spec{' ' + where if where else ''}: {msg}")
 
-_KINDS = {'int': lambda v: isinstance(v, int) and not isinstance(v, bool),
-          'num': lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v),
-          'str': lambda v: isinstance(v, str), 'list': lambda v: isinstance(v, list), 'dict': lambda v: isinstance(v, dict)}
+_KINDS = {'int': lambda v: isinstance(v, int) and not isinstance(v, bool), 'num': lambda v: isinstance(v, (int, float))
+          and not isinstance(v, bool) and math.isfinite(v), 'str': lambda v: isinstance(v, str),
+          'list': lambda v: isinstance(v, list), 'dict': lambda v: isinstance(v, dict)}
 
 def _get(d, key, kind, where):
     "`d[key]`, checked to be of `kind` ('int', 'num', 'str', 'list' or 'dict')"
     if not isinstance(d, dict) or key not in d: _fail(where, f"missing '{key}'")
     v = d[key]
-    if not _KINDS[kind](v): _fail(where, f"'{key}' must be {'a finite number' if kind == 'num' else 'a ' + kind}, got {v!r:.60}")
+    if not _KINDS[kind](v):
+        _fail(where, f"'{key}' must be {'a finite number' if kind == 'num' else 'a ' + kind}, got {v!r:.60}")
     return v
 
 def _array(arrays, name, kind, n, where):
@@ -52,7 +54,8 @@ def _array(arrays, name, kind, n, where):
 _SCALAR_OPS = {'log1p': lambda v: math.log1p(v) if v > -1.0 else (-math.inf if v == -1.0 else math.nan),
                'day_sin': lambda v: math.sin(2 * math.pi * ((v % DAY_SECONDS) / DAY_SECONDS)),
                'day_cos': lambda v: math.cos(2 * math.pi * ((v % DAY_SECONDS) / DAY_SECONDS))}
-_PROBES = np.concatenate([np.arange(-86_400.0, 260_000.0, 173.0), np.round(np.geomspace(0.01, 30_000, 3000), 2), [0.0, 1e-300, 1.5, 86_400.0]])
+_PROBES = np.concatenate([np.arange(-86_400.0, 260_000.0, 173.0), np.round(np.geomspace(0.01, 30_000, 3000), 2),
+                          [0.0, 1e-300, 1.5, 86_400.0]])
 _EXACT = {}
 
 def _exact_scalar(op):
@@ -60,7 +63,8 @@ def _exact_scalar(op):
     if op not in _EXACT:
         fn = _SCALAR_OPS.get(op)
         with np.errstate(all='ignore'): ref = OPS[op](_PROBES)
-        _EXACT[op] = fn if fn is not None and np.array_equal(ref, np.array([fn(v) for v in _PROBES.tolist()]), equal_nan=True) else None
+        _EXACT[op] = fn if fn is not None and np.array_equal(ref, np.array([fn(v) for v in _PROBES.tolist()]),
+                                                             equal_nan=True) else None
     return _EXACT[op]
 
 # %% ../nbs/08_scorer.ipynb #d67b18f3
@@ -84,19 +88,25 @@ class _Preprocess:
             for j, _, s, _, d in self.derived: Z[:, j] = OPS[d['op']](X[:, s])  # numpy's op on the same column view as `transform`
         bad = ~np.isfinite(Z[:, nk:])
         if bad.any():
-            r, c = (int(v[0]) for v in np.nonzero(bad)); d = self.spec['derived'][c]
-            raise ScoringError(f"row {r}: {d['name']} = {d['op']}({d['source']}) is not finite for {d['source']}={X[r, self.spec['inputs'].index(d['source'])]}")
-        Z -= self.mean; Z /= self.scale
+            r, c = (int(v[0]) for v in np.nonzero(bad))
+            d = self.spec['derived'][c]
+            raise ScoringError(f"row {r}: {d['name']} = {d['op']}({d['source']}) is not finite for "
+                               f"{d['source']}={X[r, self.spec['inputs'].index(d['source'])]}")
+        Z -= self.mean
+        Z /= self.scale
         return Z
     def one(self, x):
-        z = np.empty(self.width); z[:len(self.keep)] = x[self.keep]
+        z = np.empty(self.width)
+        z[:len(self.keep)] = x[self.keep]
         for j, op, s, scalar, d in self.derived:
             if scalar: v = op(x[s])
             else:
                 with np.errstate(all='ignore'): v = op(x[s:s + 1])[0]
-            if not math.isfinite(v): raise ScoringError(f"{d['name']} = {d['op']}({d['source']}) is not finite for {d['source']}={x[s]}")
+            if not math.isfinite(v):
+                raise ScoringError(f"{d['name']} = {d['op']}({d['source']}) is not finite for {d['source']}={x[s]}")
             z[j] = v
-        z -= self.mean; z /= self.scale
+        z -= self.mean
+        z /= self.scale
         return z
 
 class _Standardize:
@@ -104,8 +114,10 @@ class _Standardize:
     def __init__(self, t, width, where):
         self.mean = np.asarray(_get(t, 'mean', 'list', where), dtype=np.float64)
         self.scale = np.asarray(_get(t, 'scale', 'list', where), dtype=np.float64)
-        if self.mean.shape != (width,) or self.scale.shape != (width,): _fail(where, f"mean and scale must have {width} entries")
-        if not (np.isfinite(self.mean).all() and np.isfinite(self.scale).all() and (self.scale > 0).all()): _fail(where, 'mean/scale must be finite with scale > 0')
+        if self.mean.shape != (width,) or self.scale.shape != (width,):
+            _fail(where, f"mean and scale must have {width} entries")
+        if not (np.isfinite(self.mean).all() and np.isfinite(self.scale).all() and (self.scale > 0).all()):
+            _fail(where, 'mean/scale must be finite with scale > 0')
         self.sources, self.width = np.arange(width, dtype=np.intp), width
     def batch(self, X): return (X - self.mean) / self.scale
     def one(self, x): return (x - self.mean) / self.scale
@@ -142,11 +154,16 @@ class _Linear:
 def _check_tree_structure(feature, threshold, left, right, value, off, n_features, where):
     "Raise BundleError unless the flat arrays are `len(off)-1` well-formed binary trees; return (is_split, left, right) as global ids"
     N, T = len(value), len(off) - 1
-    if off[0] != 0 or off[-1] != N or (np.diff(off) < 1).any(): _fail(where, f"offsets must rise from 0 to n_nodes={N} with at least one node per tree")
-    size = np.diff(off); tree = np.repeat(np.arange(T), size); local = np.arange(N) - off[tree]
+    if off[0] != 0 or off[-1] != N or (np.diff(off) < 1).any():
+        _fail(where, f"offsets must rise from 0 to n_nodes={N} with at least one node per tree")
+    size = np.diff(off)
+    tree = np.repeat(np.arange(T), size)
+    local = np.arange(N) - off[tree]
     leaf = left == -1
     def first(bad, msg):
-        if bad.any(): i = int(np.flatnonzero(bad)[0]); _fail(where, f"tree {tree[i]} node {local[i]}: {msg}")
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            _fail(where, f"tree {tree[i]} node {local[i]}: {msg}")
     first((right == -1) != leaf, 'left and right must both be -1 (a leaf) or both be set')
     inn, lim = ~leaf, size[tree]
     first(inn & ~((left > local) & (left < lim) & (right > local) & (right < lim) & (left != right)),
@@ -156,7 +173,8 @@ def _check_tree_structure(feature, threshold, left, right, value, off, n_feature
     first(~np.isfinite(value), 'node value is not finite')
     gl, gr = np.where(inn, off[tree] + left, -1), np.where(inn, off[tree] + right, -1)
     parents = np.bincount(np.concatenate([gl[inn], gr[inn]]), minlength=N)
-    expected = np.ones(N, dtype=parents.dtype); expected[off[:-1]] = 0
+    expected = np.ones(N, dtype=parents.dtype)
+    expected[off[:-1]] = 0
     first(parents != expected, 'every node but the root must have exactly one parent')
     return inn, gl, gr
 
@@ -164,7 +182,8 @@ def _bfs(roots, is_split, gl, gr):
     "Node ids level by level from `roots`; the two children of a node are adjacent"
     levels, f = [], roots
     while f.size:
-        levels.append(f); fi = f[is_split[f]]
+        levels.append(f)
+        fi = f[is_split[f]]
         f = np.stack([gl[fi], gr[fi]], axis=1).ravel()
     return levels
 
@@ -177,14 +196,17 @@ class _Trees:
         T, N = _get(spec, 'n_trees', 'int', where), _get(spec, 'n_nodes', 'int', where)
         if T < 1 or N < T: _fail(where, f"needs n_trees >= 1 and n_nodes >= n_trees, got {T} and {N}")
         self.aggregate = _get(spec, 'aggregate', 'str', where)
-        if self.aggregate not in ('sum', 'mean_proba'): _fail(where, f"unknown aggregate {self.aggregate!r}; expected 'sum' or 'mean_proba'")
+        if self.aggregate not in ('sum', 'mean_proba'):
+            _fail(where, f"unknown aggregate {self.aggregate!r}; expected 'sum' or 'mean_proba'")
         dtype = _get(spec, 'input_dtype', 'str', where)
-        if dtype not in ('float32', 'float64'): _fail(where, f"unknown input_dtype {dtype!r}; expected 'float32' or 'float64'")
+        if dtype not in ('float32', 'float64'):
+            _fail(where, f"unknown input_dtype {dtype!r}; expected 'float32' or 'float64'")
         self.f32, self.baseline, self.T, self.d = dtype == 'float32', float(_get(spec, 'baseline', 'num', where)), T, d
         self.link = 'expit' if self.aggregate == 'sum' else 'proba'
         key = _get(spec, 'arrays', 'str', where)
-        a = {k: _array(arrays, f'{key}.{k}', kind, N, where) for k, kind in
-             (('feature', 'i'), ('threshold', 'f'), ('left', 'i'), ('right', 'i'), ('value', 'f'), ('default_left', 'b'))}
+        a = {k: _array(arrays, f'{key}.{k}', kind, N, where) for k, kind in (('feature', 'i'), ('threshold', 'f'),
+                                                                             ('left', 'i'), ('right', 'i'),
+                                                                             ('value', 'f'), ('default_left', 'b'))}
         off = _array(arrays, f'{key}.offsets', 'i', T + 1, where).astype(np.int64)
         feature, left, right = (a[k].astype(np.int64) for k in ('feature', 'left', 'right'))
         value, threshold = a['value'].astype(np.float64), a['threshold'].astype(np.float64)
@@ -204,18 +226,28 @@ def _layout(self, feature, threshold, value, is_split, gl, gr, off, sources):
     levels = _bfs(off[:-1][order], is_split, gl, gr)
     old = np.concatenate(levels)  # new id -> stored id
     new = np.empty(N, dtype=np.intp); new[old] = np.arange(N)
-    io = is_split[old]; leaves = np.flatnonzero(~io); L = len(leaves)
-    parent = np.full(N, -1); parent[gl[is_split]] = np.flatnonzero(is_split); parent[gr[is_split]] = np.flatnonzero(is_split)
-    po = parent[old]; nr = po >= 0
+    io = is_split[old]
+    leaves = np.flatnonzero(~io)
+    L = len(leaves)
+    parent = np.full(N, -1)
+    parent[gl[is_split]] = np.flatnonzero(is_split)
+    parent[gr[is_split]] = np.flatnonzero(is_split)
+    po = parent[old]
+    nr = po >= 0
     M = N + L  # ids: nodes breadth-first, then one twin per leaf
-    self.feat = np.zeros(M, dtype=np.intp); self.feat[:N][io] = feature[old][io]
+    self.feat = np.zeros(M, dtype=np.intp)
+    self.feat[:N][io] = feature[old][io]
     self.thr = np.full(M, np.inf); self.thr[:N][io] = threshold[old][io]  # leaves and twins never go right
-    self.left = np.empty(M, dtype=np.intp); self.left[:N][io] = new[gl[old][io]]
-    self.left[leaves] = N + np.arange(L); self.left[N:] = N + np.arange(L)
+    self.left = np.empty(M, dtype=np.intp)
+    self.left[:N][io] = new[gl[old][io]]
+    self.left[leaves] = N + np.arange(L)
+    self.left[N:] = N + np.arange(L)
     self.left_b = self.left[:N].copy(); self.left_b[leaves] = leaves  # batch walk: a leaf loops on itself
     self.value = np.concatenate([value[old], value[old][leaves]])
-    self.delta = np.zeros(M); self.delta[:N][nr] = value[old][nr] - value[po[nr]]
-    self.psrc = np.zeros(M, dtype=np.intp); self.psrc[:N][nr] = sources[feature[po[nr]]]
+    self.delta = np.zeros(M)
+    self.delta[:N][nr] = value[old][nr] - value[po[nr]]
+    self.psrc = np.zeros(M, dtype=np.intp)
+    self.psrc[:N][nr] = sources[feature[po[nr]]]
     self.D = D = int(dmax.max())
     self.active = [int((dmax >= k).sum()) for k in range(D + 1)]  # trees with a node at depth k
     starts = np.concatenate([[0], np.cumsum(self.active)])
@@ -242,19 +274,29 @@ def _quick_tables(self):
         first[l], first[l + 1], tree[l], tree[l + 1] = first[sp], first[sp] + nleaf[l], tree[sp], tree[sp]
         for ch in (l, l + 1): contrib[ch] = contrib[sp]; contrib[ch, self.psrc[ch]] += self.delta[ch]
     dt = next(d for w, d in ((8, np.uint8), (16, np.uint16), (32, np.uint32), (64, np.uint64)) if W <= w)
-    sp = np.flatnonzero(split); sp = sp[np.argsort(tree[sp], kind='stable')]; l = L[sp]
-    bits = ((np.left_shift(np.uint64(1), nleaf[l].astype(np.uint64)) - np.uint64(1)) << first[l].astype(np.uint64)).astype(dt)
+    sp = np.flatnonzero(split)
+    sp = sp[np.argsort(tree[sp], kind='stable')]
+    l = L[sp]
+    bits = ((np.left_shift(np.uint64(1),
+                           nleaf[l].astype(np.uint64)) - np.uint64(1)) << first[l].astype(np.uint64)).astype(dt)
     # single row: splits in a (slot, tree) grid, padded with splits that never fire, so one reduce along slots gives every tree's mask
-    per_tree = np.bincount(tree[sp], minlength=T); S = max(int(per_tree.max()), 1)
+    per_tree = np.bincount(tree[sp], minlength=T)
+    S = max(int(per_tree.max()), 1)
     slot = np.arange(len(sp)) - np.concatenate([[0], np.cumsum(per_tree)[:-1]])[tree[sp]]
     g_feat, g_thr, g_bits = np.zeros((S, T), dtype=np.intp), np.full((S, T), np.inf), np.zeros((S, T), dtype=dt)
     g_feat[slot, tree[sp]], g_thr[slot, tree[sp]], g_bits[slot, tree[sp]] = self.feat[sp], self.thr[sp], bits
-    leaves = np.flatnonzero(~split); counts = np.bincount(tree[leaves], minlength=T)
-    base = np.concatenate([[0], np.cumsum(counts)[:-1]]); at = base[tree[leaves]] + first[leaves]
-    leaf_values = np.empty(len(leaves)); leaf_values[at] = self.value[leaves]
-    leaf_contrib = np.empty((len(leaves), N_IN)); leaf_contrib[at] = contrib[leaves]
+    leaves = np.flatnonzero(~split)
+    counts = np.bincount(tree[leaves], minlength=T)
+    base = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    at = base[tree[leaves]] + first[leaves]
+    leaf_values = np.empty(len(leaves))
+    leaf_values[at] = self.value[leaves]
+    leaf_contrib = np.empty((len(leaves), N_IN))
+    leaf_contrib[at] = contrib[leaves]
     lowbit = None
-    if W <= 16: lowbit = np.zeros(1 << W, dtype=np.intp); lowbit[1 << np.arange(W)] = np.arange(W)
+    if W <= 16:
+        lowbit = np.zeros(1 << W, dtype=np.intp)
+        lowbit[1 << np.arange(W)] = np.arange(W)
     return {'dtype': dt, 'lowbit': lowbit, 'feat': g_feat, 'thr': g_thr, 'bits': g_bits, 'base': base,
             'leaf_values': leaf_values, 'leaf_contrib': leaf_contrib,
             'splits': list(zip(self.feat[sp].tolist(), self.thr[sp].tolist(), tree[sp].tolist(), [dt(b) for b in bits.tolist()])),
@@ -276,7 +318,8 @@ _Trees._quick_tables, _Trees._leaves_quick = _quick_tables, _leaves_quick
 # %% ../nbs/08_scorer.ipynb #56ecaee5
 def _path_levels(self, x):
     "Every node on every tree's path, one depth per step; stops once every tree is on a twin. Returns (path, depth cut)"
-    cur = self.roots; path = [cur]
+    cur = self.roots
+    path = [cur]
     feat, thr, left, twins = self.feat, self.thr, self.left, self.N
     for a in self.active[1:]:
         c = cur[:a]
@@ -289,7 +332,8 @@ _Trees._path_levels = _path_levels
 
 # %% ../nbs/08_scorer.ipynb #effa93d3
 def _logit(p):
-    p = np.clip(p, PROBA_EPS, 1 - PROBA_EPS); return np.log(p) - np.log1p(-p)
+    p = np.clip(p, PROBA_EPS, 1 - PROBA_EPS)
+    return np.log(p) - np.log1p(-p)
 
 def _logit1(p): return float(_logit(np.array([p]))[0])
 
@@ -297,14 +341,17 @@ def _explain(self, z):
     "(margin, input contributions, bias, probability of a probability-space model or None) for one row"
     x = z.astype(np.float32) if self.f32 else z
     if self.mode == 'quick':
-        q = self._quick; leaves = self._leaves_quick(x)
+        q = self._quick
+        leaves = self._leaves_quick(x)
         values, contrib = q['leaf_values'][leaves], q['leaf_contrib'].take(leaves, axis=0).sum(0)
     else:
         flat, K = self._path_levels(x)
-        values, contrib = self.value[flat[self.final[K]]], np.bincount(self.psrc[flat], weights=self.delta[flat], minlength=N_IN)
+        values, contrib = self.value[flat[self.final[K]]], np.bincount(self.psrc[flat], weights=self.delta[flat],
+                                                                       minlength=N_IN)
     raw = float(np.concatenate(([self.baseline], values)).cumsum()[-1])
     if self.aggregate == 'sum': return raw, contrib, self.bias, None
-    p = raw / self.T; contrib /= self.T
+    p = raw / self.T
+    contrib /= self.T
     m, m0 = _logit1(p), _logit1(self.bias)
     s = float(contrib.sum())
     contrib *= (m - m0) / s if s != 0.0 else 0.0
@@ -315,11 +362,19 @@ _Trees.explain = _explain
 # %% ../nbs/08_scorer.ipynb #ac933c6e
 def _batch_quick(self, X):
     "QuickScorer over a chunk of rows"
-    q = self._quick; XT = np.ascontiguousarray(X.T); n = XT.shape[1]; dt = q['dtype']
-    ruled_out = np.zeros((self.T, n), dtype=dt); right = np.empty(n, dtype=bool); as_int = right.view(np.uint8); m = np.empty(n, dtype=dt)
+    q = self._quick
+    XT = np.ascontiguousarray(X.T)
+    n = XT.shape[1]
+    dt = q['dtype']
+    ruled_out = np.zeros((self.T, n), dtype=dt)
+    right = np.empty(n, dtype=bool)
+    as_int = right.view(np.uint8)
+    m = np.empty(n, dtype=dt)
     cols, rows = list(XT), list(ruled_out)
     for f, th, t, bits in q['splits']:
-        np.greater(cols[f], th, out=right); np.multiply(as_int, bits, out=m); np.bitwise_or(rows[t], m, out=rows[t])
+        np.greater(cols[f], th, out=right)
+        np.multiply(as_int, bits, out=m)
+        np.bitwise_or(rows[t], m, out=rows[t])
     leaf = _lowest_clear(ruled_out, q)
     total = np.full(n, self.baseline)
     for t, lv in enumerate(q['tree_values']): total += lv[leaf[t]]
@@ -327,19 +382,25 @@ def _batch_quick(self, X):
 
 def _batch_walk(self, X):
     "Depth-by-depth walk over a chunk of rows × trees"
-    n, d = X.shape; T, A = self.T, self.active; flat = X.ravel()
+    n, d = X.shape
+    T, A = self.T, self.active
+    flat = X.ravel()
     rowbase = (np.arange(n, dtype=np.intp) * d)[None, :]
     cur, nxt, idx = (np.empty((T, n), dtype=np.intp) for _ in range(3))
-    v, t, r, final = np.empty((T, n), dtype=X.dtype), np.empty((T, n)), np.empty((T, n), dtype=bool), np.empty((T, n), dtype=np.intp)
+    v, t, r, final = np.empty((T, n), dtype=X.dtype), np.empty((T, n)), np.empty((T, n), dtype=bool), np.empty((T, n),
+                                                                                                               dtype=np.intp)
     cur[:] = self.roots[:, None]
     for k in range(len(A) - 1):
         a, b = A[k + 1], A[k]
         final[a:b] = cur[a:b]
         c = cur[:a]
-        np.take(self.feat, c, out=idx[:a], mode='clip'); idx[:a] += rowbase
-        np.take(flat, idx[:a], out=v[:a], mode='clip'); np.take(self.thr, c, out=t[:a], mode='clip')
+        np.take(self.feat, c, out=idx[:a], mode='clip')
+        idx[:a] += rowbase
+        np.take(flat, idx[:a], out=v[:a], mode='clip')
+        np.take(self.thr, c, out=t[:a], mode='clip')
         np.greater(v[:a], t[:a], out=r[:a])
-        np.take(self.left_b, c, out=nxt[:a], mode='clip'); nxt[:a] += r[:a]
+        np.take(self.left_b, c, out=nxt[:a], mode='clip')
+        nxt[:a] += r[:a]
         cur, nxt = nxt, cur
     final[:A[-1]] = cur[:A[-1]]
     total = np.full(n, self.baseline)
@@ -381,7 +442,10 @@ class _Blend:
     def explain(self, zs):
         m, c, b = 0, np.zeros(N_IN), 0.0
         for w, e in zip(self.weights, self.members):
-            mi, ci, bi, _ = e.explain(zs); m = m + w * mi; c += w * ci; b += w * bi
+            mi, ci, bi, _ = e.explain(zs)
+            m = m + w * mi
+            c += w * ci
+            b += w * bi
         return m + self.bias, c, b + self.bias, None
     def margins(self, Zs):
         m = 0
@@ -407,7 +471,8 @@ def _probability(link, m, p, exact_near=()):
     if isinstance(m, float): return _expit1(m) if link == 'expit' else float(_np_sigmoid(np.array([m]))[0])
     out = _np_sigmoid(m)
     if link == 'expit':  # numpy's exp and the C library's differ in the last bit for ~2% of inputs: redo the ones a decision could hinge on
-        near = np.flatnonzero(np.any([np.abs(out - t) <= 1e-12 for t in exact_near], axis=0)) if len(exact_near) else np.arange(len(out))
+        near = np.flatnonzero(np.any([np.abs(out - t) <= 1e-12 for t in exact_near],
+                                     axis=0)) if len(exact_near) else np.arange(len(out))
         out[near] = [_expit1(v) for v in m[near].tolist()]
     return out
 
@@ -416,7 +481,9 @@ def _leaf_sum(self, z):
     "Baseline plus every tree's leaf value for one row, added in tree order (no attribution)"
     x = z.astype(np.float32) if self.f32 else z
     if self.mode == 'quick': values = self._quick['leaf_values'][self._leaves_quick(x)]
-    else: flat, K = self._path_levels(x); values = self.value[flat[self.final[K]]]
+    else:
+        flat, K = self._path_levels(x)
+        values = self.value[flat[self.final[K]]]
     return float(np.concatenate(([self.baseline], values)).cumsum()[-1])
 
 _Trees.leaf_sum = _leaf_sum
@@ -425,7 +492,8 @@ class _IsolationForest:
     "scikit-learn's IsolationForest.score_samples (higher is more normal)"
     higher_is_unusual = False
     def __init__(self, spec, arrays, width, sources, where):
-        if _get(spec, 'input_dtype', 'str', where) != 'float32': _fail(where, "an isolation forest reads float32-cast inputs; input_dtype must be 'float32'")
+        if _get(spec, 'input_dtype', 'str', where) != 'float32':
+            _fail(where, "an isolation forest reads float32-cast inputs; input_dtype must be 'float32'")
         self.denominator = float(_get(spec, 'denominator', 'num', where))
         if self.denominator < 0: _fail(where, f"denominator must be >= 0, got {self.denominator}")
         self.trees = _Trees({**spec, 'aggregate': 'sum', 'baseline': 0.0}, arrays, width, sources, where)
@@ -445,7 +513,8 @@ class _Mahalanobis:
         key = _get(spec, 'arrays', 'str', where)
         self.location = _array(arrays, f'{key}.location', 'f', d, where).astype(np.float64)
         self.precision = _array(arrays, f'{key}.precision', 'f', d * d, where).astype(np.float64).reshape(d, d)
-        if not (np.isfinite(self.location).all() and np.isfinite(self.precision).all()): _fail(where, 'location and precision must be finite')
+        if not (np.isfinite(self.location).all() and np.isfinite(self.precision).all()):
+            _fail(where, 'location and precision must be finite')
     def raw_one(self, z):
         d = z - self.location
         s = float(np.add.accumulate(d * np.add.accumulate(d * self.precision, axis=1)[:, -1])[-1])
@@ -456,7 +525,8 @@ class _Mahalanobis:
         for a in range(0, len(Z), BATCH_ROWS):
             D = Z[a:a + BATCH_ROWS] - self.location
             T = np.add.accumulate(D[:, None, :] * self.precision[None], axis=2)[..., -1]
-            r = np.sqrt(np.maximum(np.add.accumulate(D * T, axis=1)[:, -1], 0.0)); out[a:a + len(r)] = r * r
+            r = np.sqrt(np.maximum(np.add.accumulate(D * T, axis=1)[:, -1], 0.0))
+            out[a:a + len(r)] = r * r
         return out
 
 _DETECTORS = {'isolation_forest': _IsolationForest, 'mahalanobis': _Mahalanobis}
@@ -466,7 +536,9 @@ def anomaly_percentile(quantiles, unusualness, levels=None) -> np.ndarray:
     "Share of training legitimate traffic less unusual than each value, interpolated in the sorted `quantiles` table (at `levels`, evenly spaced if None)"
     q, u = np.asarray(quantiles, dtype=np.float64), np.asarray(unusualness, dtype=np.float64)
     L = np.linspace(0.0, 1.0, len(q)) if levels is None else np.asarray(levels, dtype=np.float64)
-    n = len(q) - 1; i = np.searchsorted(q, u, side='right') - 1; j = np.clip(i, 0, n - 1)
+    n = len(q) - 1
+    i = np.searchsorted(q, u, side='right') - 1
+    j = np.clip(i, 0, n - 1)
     with np.errstate(all='ignore'): mid = L[j] + (u - q[j]) / (q[j + 1] - q[j]) * (L[j + 1] - L[j])
     return np.where(i < 0, 0.0, np.where(i >= n, 1.0, mid))
 
@@ -480,7 +552,8 @@ class _Anomaly:
     "A compiled anomaly section: a detector reading transform chain `chain`, its calibration table and the routing threshold (None when off)"
     def __init__(self, chain, detector, quantiles, levels, route_at, name):
         self.chain, self.detector, self.quantiles, self.levels, self.route_at, self.name = chain, detector, quantiles, levels, route_at, name
-        self.q_list, self.l_list, self.sign = quantiles.tolist(), levels.tolist(), (1.0 if detector.higher_is_unusual else -1.0)
+        self.q_list, self.l_list, self.sign = quantiles.tolist(), levels.tolist(), (1.0 if detector.higher_is_unusual
+                                                                                    else -1.0)
     def one(self, zs):
         raw = self.detector.raw_one(zs[self.chain])
         return raw, _percentile1(self.q_list, self.l_list, self.sign * raw)
@@ -495,8 +568,11 @@ class Scorer:
         m = bundle.manifest
         spec = m.get('model')
         if not isinstance(spec, dict): raise BundleError(f"{bundle.path}: manifest has no 'model' section")
-        if spec.get('format') != MODEL_FORMAT: _fail('', f"unknown model format {spec.get('format')!r}; this scorer reads format {MODEL_FORMAT}")
-        if m.get('features') != INPUTS: raise BundleError(f"{bundle.path}: manifest 'features' must be the {N_IN} inputs {INPUTS[0]}, {INPUTS[1]}, ..., {INPUTS[-1]} in that order")
+        if spec.get('format') != MODEL_FORMAT:
+            _fail('', f"unknown model format {spec.get('format')!r}; this scorer reads format {MODEL_FORMAT}")
+        if m.get('features') != FEATURES:
+            raise BundleError(f"{bundle.path}: manifest 'features' must be the {N_IN} inputs {FEATURES[0]}, "
+                              f"{FEATURES[1]}, ..., {FEATURES[-1]} in that order")
         if _get(spec, 'n_inputs', 'int', '') != N_IN: _fail('', f"n_inputs must be {N_IN}")
         self.thresholds = _check_thresholds(m.get('thresholds'))
         self.manifest, self.version, self._arrays = m, bundle.version, bundle.arrays
@@ -510,7 +586,8 @@ class Scorer:
     def anomaly_policy(self) -> dict|None:
         "None without a detector, else {'detector': name, 'route_to_review': bool, 'threshold': t or None}"
         a = self._anomaly
-        return None if a is None else {'detector': a.name, 'route_to_review': a.route_at is not None, 'threshold': a.route_at}
+        return None if a is None else {'detector': a.name, 'route_to_review': a.route_at is not None,
+                                       'threshold': a.route_at}
 
     @classmethod
     def from_path(cls, path, key=None) -> Scorer:
@@ -520,7 +597,8 @@ class Scorer:
 # %% ../nbs/08_scorer.ipynb #49e9d89a
 def _check_thresholds(t):
     "The manifest's {'review': r, 'block': b} with 0 <= r <= b <= 1, or a BundleError"
-    if not isinstance(t, dict): raise BundleError(f"manifest 'thresholds' must be an object with 'review' and 'block', got {t!r:.60}")
+    if not isinstance(t, dict):
+        raise BundleError(f"manifest 'thresholds' must be an object with 'review' and 'block', got {t!r:.60}")
     r, b = t.get('review'), t.get('block')
     if not (_KINDS['num'](r) and _KINDS['num'](b) and 0 <= r <= b <= 1):
         raise BundleError(f"manifest thresholds need numbers 0 <= review <= block <= 1, got review={r!r}, block={b!r}")
@@ -535,8 +613,10 @@ def _chain(self, steps):
             op = t.get('op') if isinstance(t, dict) else None
             if op not in _TRANSFORMS: _fail(where, f"unknown op {op!r}; known: {', '.join(_TRANSFORMS)}")
             s = _TRANSFORMS[op](t, width, where)
-            compiled.append(s); src, width = src[s.sources], s.width
-        self._chain_keys[k] = len(self._chains); self._chains.append(_Chain(compiled, src))
+            compiled.append(s)
+            src, width = src[s.sources], s.width
+        self._chain_keys[k] = len(self._chains)
+        self._chains.append(_Chain(compiled, src))
     return self._chain_keys[k]
 
 def _compile(self, node, steps, where, depth):
@@ -551,13 +631,15 @@ def _compile(self, node, steps, where, depth):
                            self._compile(_get(node, 'model', 'dict', where), steps, f"{where}.model", depth + 1))
     if t == 'blend':
         members, weights = _get(node, 'members', 'list', where), _get(node, 'weights', 'list', where)
-        if not members or len(members) != len(weights): _fail(where, f"needs one weight per member, got {len(weights)} weights for {len(members)} members")
+        if not members or len(members) != len(weights):
+            _fail(where, f"needs one weight per member, got {len(weights)} weights for {len(members)} members")
         if not all(_KINDS['num'](w) for w in weights): _fail(where, 'weights must be finite numbers')
         return _Blend([float(w) for w in weights], float(_get(node, 'bias', 'num', where)),
                       [self._compile(_get(mb, 'model', 'dict', f"{where}.members[{i}]"), steps, f"{where}.members[{i}].model", depth + 1)
                        for i, mb in enumerate(members)])
     if t in _CLASSIFIERS:
-        c = self._chain(steps); ch = self._chains[c]
+        c = self._chain(steps)
+        ch = self._chains[c]
         return _Term(c, _CLASSIFIERS[t](node, self._arrays, ch.width, ch.sources, where))
     _fail(where, f"unknown type {t!r}; known: pipeline, calibrated, blend, {', '.join(_CLASSIFIERS)}")
 
@@ -570,7 +652,8 @@ def _compile_anomaly(self, section):
     "The compiled `anomaly` section, or None when the bundle has none"
     if section is None: return None
     if not isinstance(section, dict): raise BundleError(f"manifest 'anomaly' must be an object, got {section!r:.60}")
-    if section.get('format') != ANOMALY_FORMAT: _anomaly_where('', f"unknown format {section.get('format')!r}; this scorer reads format {ANOMALY_FORMAT}")
+    if section.get('format') != ANOMALY_FORMAT:
+        _anomaly_where('', f"unknown format {section.get('format')!r}; this scorer reads format {ANOMALY_FORMAT}")
     if section.get('n_inputs') != N_IN: _anomaly_where('', f"n_inputs must be {N_IN}")
     node, steps, where = _get(section, 'root', 'dict', 'anomaly'), [], 'anomaly.root'
     for _ in range(MAX_NESTING):
@@ -579,9 +662,11 @@ def _compile_anomaly(self, section):
         node, where = _get(node, 'model', 'dict', where), f"{where}.model"
     t = _get(node, 'type', 'str', where)
     if t not in _DETECTORS: _fail(where, f"unknown detector type {t!r}; known: {', '.join(_DETECTORS)}")
-    c = self._chain(steps); ch = self._chains[c]
+    c = self._chain(steps)
+    ch = self._chains[c]
     detector = _DETECTORS[t](node, self._arrays, ch.width, ch.sources, where)
-    cal = _get(section, 'calibration', 'dict', 'anomaly'); qname = _get(cal, 'array', 'str', 'anomaly.calibration')
+    cal = _get(section, 'calibration', 'dict', 'anomaly')
+    qname = _get(cal, 'array', 'str', 'anomaly.calibration')
     q = self._arrays.get(qname)
     if q is None or q.ndim != 1 or q.dtype.kind != 'f' or len(q) < 2 or not np.isfinite(q).all() or (np.diff(q) < 0).any():
         _anomaly_where('calibration', f"array {qname!r} must be at least 2 finite non-decreasing floats")
@@ -589,12 +674,15 @@ def _compile_anomaly(self, section):
     if cal.get('levels') is not None:
         levels = self._arrays.get(_get(cal, 'levels', 'str', 'anomaly.calibration'))
         if levels is None or levels.shape != q.shape or levels.dtype.kind != 'f' or levels[0] != 0.0 or levels[-1] != 1.0 or (np.diff(levels) <= 0).any():
-            _anomaly_where('calibration', f"array {cal['levels']!r} must hold one float level per quantile, rising strictly from 0 to 1")
+            _anomaly_where('calibration', f"array {cal['levels']!r} must hold one float level per quantile, rising "
+                           "strictly from 0 to 1")
     policy = _get(section, 'policy', 'dict', 'anomaly')
     on, th = policy.get('route_to_review'), policy.get('threshold')
     if not isinstance(on, bool) or (on and not (_KINDS['num'](th) and 0 < th <= 1)):
-        _anomaly_where('policy', f"must be {{'route_to_review': false}} or {{'route_to_review': true, 'threshold': t}} with 0 < t <= 1, got {policy!r:.100}")
-    return _Anomaly(c, detector, q.astype(np.float64), levels.astype(np.float64), float(th) if on else None, str(section.get('name', t)))
+        _anomaly_where('policy', f"must be {{'route_to_review': false}} or {{'route_to_review': true, 'threshold': "
+                       f"t}} with 0 < t <= 1, got {policy!r:.100}")
+    return _Anomaly(c, detector, q.astype(np.float64), levels.astype(np.float64), float(th) if on else None,
+                    str(section.get('name', t)))
 
 Scorer._compile_anomaly = _compile_anomaly
 
@@ -612,7 +700,8 @@ class Score:
     def to_dict(self) -> dict:
         "A JSON-ready dict"
         return {'fraud_probability': self.fraud_probability, 'raw_score': self.raw_score, 'decision': self.decision,
-                'reasons': self.reasons, 'bias': self.bias, 'model_version': self.model_version, 'anomaly_score': self.anomaly_score}
+                'reasons': self.reasons, 'bias': self.bias, 'model_version': self.model_version,
+                'anomaly_score': self.anomaly_score}
 
 def decide(p, thresholds:dict):
     "'approve' below `thresholds['review']`, 'block' at or above `thresholds['block']`, else 'review'; same shape as `p`"
@@ -630,21 +719,25 @@ def _finite_number(v):
 def _row(tx) -> np.ndarray:
     "A transaction dict or 30 numbers in schema order as a float64 vector of finite values"
     if isinstance(tx, dict):
-        try: vals = [tx[k] for k in INPUTS]
+        try: vals = [tx[k] for k in FEATURES]
         except KeyError:
-            missing = [k for k in INPUTS if k not in tx]
+            missing = [k for k in FEATURES if k not in tx]
             raise ScoringError(f"transaction lacks {len(missing)} feature(s): {', '.join(missing)}") from None
     elif isinstance(tx, np.ndarray):
         if tx.dtype.kind not in 'iuf' or tx.size != N_IN or tx.ndim > 2:
-            raise ScoringError(f"expected {N_IN} numbers in schema order, got an array of {tx.dtype} with shape {tx.shape}")
+            raise ScoringError(f"expected {N_IN} numbers in schema order, got an array of {tx.dtype} with "
+                               f"shape {tx.shape}")
         vals = tx.ravel().tolist()
     else:
         try: vals = list(tx)
-        except TypeError: raise ScoringError(f"expected a dict or {N_IN} numbers in schema order, got {type(tx).__name__}") from None
-        if len(vals) != N_IN: raise ScoringError(f"expected {N_IN} numbers in schema order ({INPUTS[0]}, {INPUTS[1]}, ..., {INPUTS[-1]}), got {len(vals)}")
+        except TypeError:
+            raise ScoringError(f"expected a dict or {N_IN} numbers in schema order, got {type(tx).__name__}") from None
+        if len(vals) != N_IN:
+            raise ScoringError(f"expected {N_IN} numbers in schema order ({FEATURES[0]}, {FEATURES[1]}, ..., "
+                               f"{FEATURES[-1]}), got {len(vals)}")
     if not (set(map(type, vals)) <= _PLAIN and math.isfinite(sum(vals))):  # fast path: plain numbers with a finite sum
         for i, v in enumerate(vals):
-            if not _finite_number(v): raise ScoringError(f"{INPUTS[i]} must be a finite number, got {v!r:.40}")
+            if not _finite_number(v): raise ScoringError(f"{FEATURES[i]} must be a finite number, got {v!r:.40}")
     return np.array(vals, dtype=np.float64)
 
 _PLAIN = {float, int}
@@ -653,12 +746,13 @@ def _reasons(contrib):
     "The top `N_REASONS` inputs with a positive contribution, largest first (ties in schema order)"
     cl = contrib.tolist()
     top = sorted(range(N_IN), key=cl.__getitem__, reverse=True)[:N_REASONS]
-    return [{'feature': INPUTS[i], 'contribution': cl[i]} for i in top if cl[i] > 0]
+    return [{'feature': FEATURES[i], 'contribution': cl[i]} for i in top if cl[i] > 0]
 
 # %% ../nbs/08_scorer.ipynb #f5824ff4
 def _score_one(self, tx) -> Score:
     "Score one transaction: probability, margin, decision, top reasons, bias and anomaly score"
-    x = _row(tx); zs = [c.one(x) for c in self._chains]
+    x = _row(tx)
+    zs = [c.one(x) for c in self._chains]
     m, contrib, bias, p = self._root.explain(zs)
     p, t = _probability(self._root.link, m, p), self.thresholds
     decision = 'approve' if p < t['review'] else ('review' if p < t['block'] else 'block')
@@ -681,11 +775,13 @@ def _matrix(X) -> np.ndarray:
     "Rows of 30 finite numbers as a float64 (n, 30) array"
     X = np.asarray(X)
     if X.dtype.kind not in 'biuf': raise ScoringError(f"expected an (n, {N_IN}) array of numbers, got dtype {X.dtype}")
-    if X.ndim != 2 or X.shape[1] != N_IN: raise ScoringError(f"expected an (n, {N_IN}) array in schema order, got shape {X.shape}")
+    if X.ndim != 2 or X.shape[1] != N_IN:
+        raise ScoringError(f"expected an (n, {N_IN}) array in schema order, got shape {X.shape}")
     X = X.astype(np.float64, copy=False)
     bad = ~np.isfinite(X)
     if bad.any():
-        r, c = (int(v[0]) for v in np.nonzero(bad)); raise ScoringError(f"row {r}: {INPUTS[c]} must be a finite number, got {X[r, c]}")
+        r, c = (int(v[0]) for v in np.nonzero(bad))
+        raise ScoringError(f"row {r}: {FEATURES[c]} must be a finite number, got {X[r, c]}")
     return X
 
 # %% ../nbs/08_scorer.ipynb #2481cc77
@@ -706,7 +802,8 @@ def _anomaly_one(self, tx) -> tuple|None:
     "(raw detector score, anomaly_score) of one transaction, or None when the bundle has no detector"
     a = self._anomaly
     if a is None: return None
-    x = _row(tx); c = self._chains[a.chain]
+    x = _row(tx)
+    c = self._chains[a.chain]
     return a.one({a.chain: c.one(x)})
 
 def _anomaly_batch(self, X) -> tuple|None:
@@ -718,7 +815,8 @@ def _anomaly_batch(self, X) -> tuple|None:
 
 def _score_batch_detailed(self, X) -> dict:
     "Probabilities, anomaly scores (None without a detector) and decisions (anomaly policy applied) of rows `X`"
-    X = _matrix(X); Zs = [c.batch(X) for c in self._chains]
+    X = _matrix(X)
+    Zs = [c.batch(X) for c in self._chains]
     m, p = self._root.margins(Zs)
     p = _probability(self._root.link, m, p, exact_near=tuple(self.thresholds.values()))
     d, a, scores = decide(p, self.thresholds), self._anomaly, None

@@ -8,37 +8,51 @@ import base64, http.client, json, os, threading, time, uuid
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit, parse_qs
+from .schema import FEATURES
 
 # %% auto #0
-__all__ = ['KEYLESS_PATHS', 'MAX_REQUEST_BYTES', 'FEATURES', 'make_event', 'LocalContext', 'LocalAPI', 'replay', 'summarize',
-           'count_alerts']
+__all__ = ['KEYLESS_PATHS', 'MAX_REQUEST_BYTES', 'make_event', 'LocalContext', 'LocalAPI', 'replay', 'summarize', 'count_alerts']
 
 # %% ../nbs/12_server.ipynb #41b8922c
 KEYLESS_PATHS = ('/health',)
 MAX_REQUEST_BYTES = 10 * 2**20   # API Gateway's payload limit
 
-def make_event(method:str, target:str, headers:dict, body:bytes|None, source_ip:str='127.0.0.1', stage:str='local', api_key:str|None=None) -> dict:
+def make_event(method:str, target:str, headers:dict, body:bytes|None, source_ip:str='127.0.0.1', stage:str='local',
+               api_key:str|None=None) -> dict:
     "An API Gateway REST (v1, aws-proxy) event for one HTTP request"
-    u = urlsplit(target); q = parse_qs(u.query, keep_blank_values=True)
-    now = datetime.now(timezone.utc); rid = str(uuid.uuid4())
+    u = urlsplit(target)
+    q = parse_qs(u.query, keep_blank_values=True)
+    now = datetime.now(timezone.utc)
+    rid = str(uuid.uuid4())
     text = None
     if body:
-        try: text = body.decode('utf-8'); b64 = False
-        except UnicodeDecodeError: text = base64.b64encode(body).decode(); b64 = True
+        try:
+            text = body.decode('utf-8')
+            b64 = False
+        except UnicodeDecodeError:
+            text = base64.b64encode(body).decode()
+            b64 = True
     else: b64 = False
     return {'resource': '/{proxy+}', 'path': u.path, 'httpMethod': method, 'headers': dict(headers),
-            'multiValueHeaders': {k: [v] for k, v in headers.items()},
-            'queryStringParameters': {k: v[-1] for k, v in q.items()} or None, 'multiValueQueryStringParameters': q or None,
-            'pathParameters': {'proxy': u.path.lstrip('/')}, 'stageVariables': None,
-            'requestContext': {'accountId': '123456789012', 'resourceId': 'local', 'stage': stage, 'requestId': rid,
-                               'requestTime': now.strftime('%d/%b/%Y:%H:%M:%S +0000'), 'requestTimeEpoch': int(now.timestamp() * 1000),
-                               'identity': {'sourceIp': source_ip, 'userAgent': headers.get('User-Agent'), 'apiKey': api_key,
-                                            'accessKey': None, 'accountId': None, 'caller': None, 'user': None, 'userArn': None,
-                                            'cognitoIdentityPoolId': None, 'cognitoIdentityId': None, 'cognitoAuthenticationType': None,
-                                            'cognitoAuthenticationProvider': None},
-                               'path': f'/{stage}{u.path}', 'resourcePath': '/{proxy+}', 'httpMethod': method, 'apiId': 'local',
-                               'protocol': 'HTTP/1.1', 'domainName': 'localhost'},
-            'body': text, 'isBase64Encoded': b64}
+            'multiValueHeaders': {k: [v] for k, v in headers.items()}, 'queryStringParameters': {k: v[-1] for k,
+                                                                                                 v in q.items()}
+            or None, 'multiValueQueryStringParameters': q or None, 'pathParameters': {'proxy': u.path.lstrip('/')},
+            'stageVariables': None, 'requestContext': {'accountId': '123456789012', 'resourceId': 'local',
+                                                       'stage': stage, 'requestId': rid,
+                                                       'requestTime': now.strftime('%d/%b/%Y:%H:%M:%S +0000'),
+                                                       'requestTimeEpoch': int(now.timestamp() * 1000),
+                                                       'identity': {'sourceIp': source_ip,
+                                                                    'userAgent': headers.get('User-Agent'),
+                                                                    'apiKey': api_key, 'accessKey': None,
+                                                                    'accountId': None, 'caller': None, 'user': None,
+                                                                    'userArn': None, 'cognitoIdentityPoolId': None,
+                                                                    'cognitoIdentityId': None,
+                                                                    'cognitoAuthenticationType': None,
+                                                                    'cognitoAuthenticationProvider': None},
+                                                       'path': f'/{stage}{u.path}', 'resourcePath': '/{proxy+}',
+                                                       'httpMethod': method, 'apiId': 'local', 'protocol': 'HTTP/1.1',
+                                                       'domainName': 'localhost'}, 'body': text,
+            'isBase64Encoded': b64}
 
 # %% ../nbs/12_server.ipynb #aa5f21e2
 class LocalContext:
@@ -62,7 +76,9 @@ class _APIHandler(BaseHTTPRequestHandler):
         self.send_response(status)
         for k, v in headers.items():
             if k.lower() not in ('content-length', 'connection', 'transfer-encoding'): self.send_header(k, v)
-        self.send_header('Content-Length', str(len(body))); self.end_headers(); self.wfile.write(body)
+        self.send_header('Content-Length', str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
     def _forbidden(self): self._send(403, {'Content-Type': 'application/json'}, b'{"message":"Forbidden"}')
     def _invoke(self):
         n = int(self.headers.get('Content-Length') or 0)
@@ -73,11 +89,13 @@ class _APIHandler(BaseHTTPRequestHandler):
         path, keys = urlsplit(self.path).path, self.server.api_keys
         key = self.headers.get('x-api-key')
         if keys and path not in KEYLESS_PATHS and key not in keys: return self._forbidden()
-        event = make_event(self.command, self.path, {k: v for k, v in self.headers.items()}, body, self.client_address[0], api_key=key)
+        event = make_event(self.command, self.path, {k: v for k, v in self.headers.items()}, body,
+                           self.client_address[0], api_key=key)
         with self.server.invoke_lock: r = self.server.lambda_handler(event, LocalContext())
         out = r.get('body') or ''
         data = base64.b64decode(out) if r.get('isBase64Encoded') else out.encode()
-        headers = {**{k: v[-1] for k, v in (r.get('multiValueHeaders') or {}).items() if v}, **(r.get('headers') or {})}
+        headers = {**{k: v[-1] for k, v in (r.get('multiValueHeaders') or {}).items() if v},
+                   **(r.get('headers') or {})}
         self._send(int(r.get('statusCode', 502)), headers, data)
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _invoke
 
@@ -96,27 +114,31 @@ class LocalAPI(ThreadingHTTPServer):
     def url(self) -> str: return f'http://{self.server_address[0]}:{self.server_address[1]}'
     def start(self) -> 'LocalAPI':
         "Serve on a background thread"
-        self._thread = threading.Thread(target=self.serve_forever, kwargs={'poll_interval': 0.1}, daemon=True); self._thread.start()
+        self._thread = threading.Thread(target=self.serve_forever, kwargs={'poll_interval': 0.1}, daemon=True)
+        self._thread.start()
         return self
     def stop(self):
         "Stop serving and close the socket"
-        self.shutdown(); self.server_close()
+        self.shutdown()
+        self.server_close()
 
 # %% ../nbs/12_server.ipynb #f83c19e8
-FEATURES = ['Time'] + [f'V{i}' for i in range(1, 29)] + ['Amount']
-
 def _post_all(url, api_key, bodies, results, idx, timeout):
     "Send bodies[i] for i in idx over one keep-alive connection; fill results[i] = (status, latency_ms, decision)"
-    u = urlsplit(url); conn = http.client.HTTPConnection(u.hostname, u.port, timeout=timeout)
+    u = urlsplit(url)
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=timeout)
     hdr = {'Content-Type': 'application/json', **({'x-api-key': api_key} if api_key else {})}
     for i in idx:
         t = time.perf_counter()
         try:
-            conn.request('POST', '/score', body=bodies[i], headers=hdr); r = conn.getresponse(); data = r.read()
+            conn.request('POST', '/score', body=bodies[i], headers=hdr)
+            r = conn.getresponse()
+            data = r.read()
             dec = json.loads(data).get('decision') if r.status == 200 else None
             results[i] = (r.status, (time.perf_counter() - t) * 1000, dec)
         except (OSError, http.client.HTTPException, ValueError) as e:
-            conn.close(); conn = http.client.HTTPConnection(u.hostname, u.port, timeout=timeout)
+            conn.close()
+            conn = http.client.HTTPConnection(u.hostname, u.port, timeout=timeout)
             results[i] = (0, (time.perf_counter() - t) * 1000, f'{type(e).__name__}: {e}')
     conn.close()
 
@@ -124,9 +146,13 @@ def _post_all(url, api_key, bodies, results, idx, timeout):
 def replay(url:str, rows, labels=None, api_key:str|None=None, concurrency:int=8, run_tag:str|None=None, timeout:float=10.0) -> dict:
     "POST each row (30 numbers in schema order) to `url`/score; return the summary"
     run_tag = run_tag or datetime.now(timezone.utc).strftime('r%Y%m%d%H%M%S')
-    bodies = [json.dumps({'transaction_id': f'{run_tag}-{i}', **dict(zip(FEATURES, map(float, r)))}).encode() for i, r in enumerate(rows)]
-    results = [None] * len(bodies); t0 = time.perf_counter()
-    threads = [threading.Thread(target=_post_all, args=(url, api_key, bodies, results, range(k, len(bodies), concurrency), timeout)) for k in range(concurrency)]
+    bodies = [json.dumps({'transaction_id': f'{run_tag}-{i}', **dict(zip(FEATURES, map(float, r)))}).encode() for i,
+              r in enumerate(rows)]
+    results = [None] * len(bodies)
+    t0 = time.perf_counter()
+    threads = [threading.Thread(target=_post_all,
+                                args=(url, api_key, bodies, results, range(k, len(bodies), concurrency), timeout))
+               for k in range(concurrency)]
     for t in threads: t.start()
     for t in threads: t.join()
     return {'run_tag': run_tag, **summarize(results, labels, time.perf_counter() - t0)}
@@ -135,18 +161,24 @@ def _pct(v, q): return float(sorted(v)[min(len(v) - 1, int(round(q / 100 * (len(
 
 def summarize(results, labels=None, wall_s:float=0.0) -> dict:
     "Decision counts, label metrics and latency percentiles of replay results"
-    ok = [r for r in results if r[0] == 200]; lat = [r[1] for r in results]
-    out = {'requests': len(results), 'ok': len(ok), 'errors': sum(r[0] == 0 for r in results), 'non_2xx': sum(r[0] not in (0, 200) for r in results),
+    ok = [r for r in results if r[0] == 200]
+    lat = [r[1] for r in results]
+    out = {'requests': len(results), 'ok': len(ok), 'errors': sum(r[0] == 0 for r in results),
+           'non_2xx': sum(r[0] not in (0, 200) for r in results),
            'decisions': {d: sum(r[2] == d for r in ok) for d in ('approve', 'review', 'block')},
            'statuses': {str(k): sum(r[0] == k for r in results) for k in sorted({r[0] for r in results})},
            'error_samples': sorted({r[2] for r in results if r[0] == 0})[:3],
            'latency_ms': {'p50': _pct(lat, 50), 'p99': _pct(lat, 99)}, 'wall_s': round(wall_s, 2),
            'requests_per_s': round(len(results) / wall_s, 1) if wall_s else None}
     if labels is not None:
-        flag = [r[2] in ('review', 'block') for r in results]; y = [int(v) for v in labels]
-        tp = sum(f and l for f, l in zip(flag, y)); fp = sum(f and not l for f, l in zip(flag, y)); fn = sum((not f) and l for f, l in zip(flag, y))
+        flag = [r[2] in ('review', 'block') for r in results]
+        y = [int(v) for v in labels]
+        tp = sum(f and l for f, l in zip(flag, y))
+        fp = sum(f and not l for f, l in zip(flag, y))
+        fn = sum((not f) and l for f, l in zip(flag, y))
         tn = len(y) - tp - fp - fn
-        out['vs_labels'] = {'tp': tp, 'fp': fp, 'fn': fn, 'tn': tn, 'recall': tp / max(tp + fn, 1), 'precision': tp / max(tp + fp, 1), 'fpr': fp / max(fp + tn, 1)}
+        out['vs_labels'] = {'tp': tp, 'fp': fp, 'fn': fn, 'tn': tn, 'recall': tp / max(tp + fn, 1),
+                            'precision': tp / max(tp + fp, 1), 'fpr': fp / max(fp + tn, 1)}
     return out
 
 # %% ../nbs/12_server.ipynb #1d6fa2b0
@@ -155,5 +187,7 @@ def count_alerts(state_db, run_tag:str) -> int:
     import sqlite3
     if not os.path.exists(state_db): return 0
     with sqlite3.connect(state_db) as c:
-        try: return c.execute('SELECT COUNT(*) FROM alerts WHERE transaction_id LIKE ?', (f'{run_tag}-%',)).fetchone()[0]
+        try:
+            return c.execute('SELECT COUNT(*) FROM alerts WHERE transaction_id LIKE ?',
+                             (f'{run_tag}-%',)).fetchone()[0]
         except sqlite3.OperationalError: return 0

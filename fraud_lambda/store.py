@@ -8,13 +8,13 @@ import contextlib, fcntl, hashlib, json, os, random, re, shutil, sys, tempfile, 
 from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import unquote, urlparse
-from .bundle import MANIFEST, SIGNATURE, BundleError, verify_bundle
+from .bundle import MANIFEST, SIGNATURE, BundleError, sha256_file, verify_bundle
+from .config import default_cache_dir, default_store_uri, env_var
 
 # %% auto #0
-__all__ = ['NAME_RE', 'POINTER', 'LOG_DIR', 'NO_CHAMPION', 'STORE_ENV', 'HOME_ENV', 'CACHE_ENV', 'KMS_ENV', 'HISTORY',
-           'DEFAULT_MODEL', 'KEY_METRICS', 'StoreError', 'StoreNotFound', 'StoreConflict', 'StoreCorrupt',
-           'StoreUnavailable', 'StoreAccessDenied', 'progress_printer', 'LocalBackend', 'S3Backend', 'ModelStore',
-           'default_home', 'default_store_uri', 'open_store', 'default_cache_dir', 'model_push', 'model_pull',
+__all__ = ['NAME_RE', 'POINTER', 'LOG_DIR', 'NO_CHAMPION', 'STORE_ENV', 'KMS_ENV', 'HISTORY', 'DEFAULT_MODEL', 'KEY_METRICS',
+           'StoreError', 'StoreNotFound', 'StoreConflict', 'StoreCorrupt', 'StoreUnavailable', 'StoreAccessDenied',
+           'progress_printer', 'LocalBackend', 'S3Backend', 'ModelStore', 'open_store', 'model_push', 'model_pull',
            'model_verify', 'model_list', 'model_promote', 'model_rollback', 'model_log']
 
 # %% ../nbs/09_store.ipynb #afaaaaa1
@@ -48,17 +48,15 @@ NAME_RE = re.compile(r'[A-Za-z0-9][A-Za-z0-9._-]{0,127}')
 POINTER = 'champion.json'
 LOG_DIR = '_log'
 NO_CHAMPION = '-'
-STORE_ENV = 'FRAUD_LAMBDA_STORE_URI'
-HOME_ENV = 'FRAUD_LAMBDA_HOME'
-CACHE_ENV = 'FRAUD_LAMBDA_CACHE_DIR'
-KMS_ENV = 'FRAUD_LAMBDA_STORE_KMS_KEY'
+STORE_ENV, KMS_ENV = env_var('STORE_URI'), env_var('STORE_KMS_KEY')
 HISTORY = 20
 
 # %% ../nbs/09_store.ipynb #b0e349c3
 def _check_name(kind, value):
     "`value` if it is a valid model name or version, else a StoreError saying what is allowed"
     if not isinstance(value, str) or not NAME_RE.fullmatch(value) or value == POINTER:
-        raise StoreError(f"{kind} {value!r} is not valid: expected 1-128 characters from A-Z a-z 0-9 . _ -, starting with a letter or digit (and not {POINTER!r})")
+        raise StoreError(f"{kind} {value!r} is not valid: expected 1-128 characters from A-Z a-z 0-9 . _ -, "
+                         f"starting with a letter or digit (and not {POINTER!r})")
     return value
 
 def _model_key(name, *parts): return '/'.join(['models', name, *parts])
@@ -84,7 +82,8 @@ def progress_printer(label:str, stream=None):
         if key == last[0] and done != total: return
         last[0] = key
         line = f"  {label}: {pct:6.1%} ({done/1e6:,.1f}/{total/1e6:,.1f} MB)"
-        stream.write(('\r' + line + ('\n' if done == total else '')) if tty else line + '\n'); stream.flush()
+        stream.write(('\r' + line + ('\n' if done == total else '')) if tty else line + '\n')
+        stream.flush()
     return show
 
 # %% ../nbs/09_store.ipynb #01e6b77c
@@ -97,7 +96,9 @@ class LocalBackend:
     def where(self, key): return str(self._path(key))
     def _path(self, key): return self.root.joinpath(*key.split('/'))
     def _require_root(self):
-        if not self.root.is_dir(): raise StoreNotFound(f"store directory {self.root} does not exist (nothing was published there; check the path or {STORE_ENV})")
+        if not self.root.is_dir():
+            raise StoreNotFound(f"store directory {self.root} does not exist (nothing was published there; "
+                                f"check the path or {STORE_ENV})")
 
 # %% ../nbs/09_store.ipynb #ba832ada
 @contextlib.contextmanager
@@ -110,12 +111,8 @@ def _flock(path):
 
 def _sha256_path(path):
     "SHA-256 of a file, or None if it does not exist"
-    h = hashlib.sha256()
-    try:
-        with open(path, 'rb') as f:
-            for b in iter(lambda: f.read(1 << 20), b''): h.update(b)
+    try: return sha256_file(path)
     except (FileNotFoundError, NotADirectoryError): return None
-    return h.hexdigest()
 
 # %% ../nbs/09_store.ipynb #cb561599
 def patch(f):
@@ -128,18 +125,22 @@ def patch(f):
 @patch
 def _write(self:LocalBackend, key, chunks, on_bytes=None, if_match=None, if_none_match=False) -> str:
     "Write `chunks` to `key` via a temporary file; check the condition and rename under the store lock; return the ETag"
-    p = self._path(key); p.parent.mkdir(parents=True, exist_ok=True)
+    p = self._path(key)
+    p.parent.mkdir(parents=True, exist_ok=True)
     tmp, h = p.parent/f'.tmp-{uuid.uuid4().hex}', hashlib.sha256()
     try:
         with open(tmp, 'wb') as f:
             for b in chunks:
-                f.write(b); h.update(b)
+                f.write(b)
+                h.update(b)
                 if on_bytes: on_bytes(len(b))
-            f.flush(); os.fsync(f.fileno())
+            f.flush()
+            os.fsync(f.fileno())
         with _flock(self.root/'.store.lock'):
             cur = _sha256_path(p) if (if_match is not None or if_none_match) else None
             if if_none_match and cur is not None: raise _PreconditionFailed(f"{p} already exists")
-            if if_match is not None and cur != if_match.strip('"'): raise _PreconditionFailed(f"{p} changed (or vanished) since it was read")
+            if if_match is not None and cur != if_match.strip('"'):
+                raise _PreconditionFailed(f"{p} changed (or vanished) since it was read")
             os.replace(tmp, p)
     finally: tmp.unlink(missing_ok=True)
     return h.hexdigest()
@@ -152,7 +153,8 @@ def put(self:LocalBackend, key, data:bytes, if_match=None, if_none_match=False) 
 @patch
 def upload(self:LocalBackend, key, path, on_bytes=None, if_none_match=False) -> str:
     "Copy the file at `path` to `key`, reporting bytes to `on_bytes`"
-    with open(path, 'rb') as f: return self._write(key, iter(lambda: f.read(1 << 20), b''), on_bytes, None, if_none_match)
+    with open(path, 'rb') as f:
+        return self._write(key, iter(lambda: f.read(1 << 20), b''), on_bytes, None, if_none_match)
 
 # %% ../nbs/09_store.ipynb #d1b95ff9
 @patch
@@ -168,11 +170,13 @@ def download(self:LocalBackend, key, dest=None, on_bytes=None) -> tuple:
     "Stream `key` to `dest` (or only hash it); return (sha256, bytes)"
     self._require_root()
     try: src = open(self._path(key), 'rb')
-    except (FileNotFoundError, NotADirectoryError, IsADirectoryError): raise _NoSuchObject(f"{self.where(key)} does not exist") from None
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        raise _NoSuchObject(f"{self.where(key)} does not exist") from None
     h, n = hashlib.sha256(), 0
     with src, (open(dest, 'wb') if dest else contextlib.nullcontext()) as out:
         for b in iter(lambda: src.read(1 << 20), b''):
-            h.update(b); n += len(b)
+            h.update(b)
+            n += len(b)
             if out: out.write(b)
             if on_bytes: on_bytes(len(b))
     return h.hexdigest(), n
@@ -180,31 +184,39 @@ def download(self:LocalBackend, key, dest=None, on_bytes=None) -> tuple:
 @patch
 def list_keys(self:LocalBackend, prefix) -> list:
     "Every key under `prefix/`, sorted (temporary and lock files excluded)"
-    self._require_root(); d = self._path(prefix)
+    self._require_root()
+    d = self._path(prefix)
     if not d.is_dir(): return []
-    return sorted(p.relative_to(self.root).as_posix() for p in d.rglob('*') if p.is_file() and not p.name.startswith('.'))
+    return sorted(p.relative_to(self.root).as_posix() for p in d.rglob('*') if p.is_file()
+                  and not p.name.startswith('.'))
 
 @patch
 def list_dirs(self:LocalBackend, prefix) -> list:
     "Names of the immediate 'subdirectories' of `prefix/`"
-    self._require_root(); d = self._path(prefix)
+    self._require_root()
+    d = self._path(prefix)
     return sorted(p.name for p in d.iterdir() if p.is_dir() and not p.name.startswith('.')) if d.is_dir() else []
 
 # %% ../nbs/09_store.ipynb #6ae004ea
-_DENIED = {'AccessDenied', 'InvalidAccessKeyId', 'SignatureDoesNotMatch', 'ExpiredToken', 'InvalidToken', 'TokenRefreshRequired',
-           'AllAccessDisabled', 'AccountProblem', 'InvalidClientTokenId', 'UnrecognizedClientException', '403', 'Forbidden'}
+_DENIED = {'AccessDenied', 'InvalidAccessKeyId', 'SignatureDoesNotMatch', 'ExpiredToken', 'InvalidToken',
+           'TokenRefreshRequired', 'AllAccessDisabled', 'AccountProblem', 'InvalidClientTokenId',
+           'UnrecognizedClientException', '403', 'Forbidden'}
 
 def _s3_client(endpoint_url=None, region=None, connect_timeout=2.0, read_timeout=3.0, max_attempts=3):
     "A boto3 S3 client that fails fast: explicit timeouts, standard retry mode, bounded attempts"
     try:
         import boto3
         from botocore.config import Config
-    except ImportError: raise StoreError("an s3:// store needs boto3: pip install 'fraud-lambda[aws]' (the Lambda python runtime includes it)") from None
-    opts = dict(connect_timeout=connect_timeout, read_timeout=read_timeout, retries={'max_attempts': max_attempts, 'mode': 'standard'})
+    except ImportError:
+        raise StoreError("an s3:// store needs boto3: pip install 'fraud-lambda[aws]' (the Lambda python "
+                         "runtime includes it)") from None
+    opts = dict(connect_timeout=connect_timeout, read_timeout=read_timeout,
+                retries={'max_attempts': max_attempts, 'mode': 'standard'})
     try: cfg = Config(**opts, request_checksum_calculation='when_required')
     except TypeError: cfg = Config(**opts)   # botocore < 1.36 (older Lambda runtimes) has no such option and no default CRC
     session = boto3.session.Session()
-    return session.client('s3', endpoint_url=endpoint_url, region_name=region or session.region_name or 'us-east-1', config=cfg)
+    return session.client('s3', endpoint_url=endpoint_url, region_name=region or session.region_name or 'us-east-1',
+                          config=cfg)
 
 # %% ../nbs/09_store.ipynb #bff55916
 def _s3_error(e, where, endpoint, bucket=None):
@@ -213,16 +225,23 @@ def _s3_error(e, where, endpoint, bucket=None):
     if isinstance(e, bx.ClientError):
         err, meta = e.response.get('Error', {}), e.response.get('ResponseMetadata', {})
         code, status, msg = str(err.get('Code', '')), meta.get('HTTPStatusCode'), err.get('Message') or ''
-        if code in ('PreconditionFailed', 'ConditionalRequestConflict') or status in (409, 412): return _PreconditionFailed(f"{where}: {code}")
-        if code == 'NoSuchBucket': return StoreNotFound(f"S3 bucket {bucket!r} does not exist at {endpoint} (while accessing {where}); check the store URI and AWS_ENDPOINT_URL/region")
+        if code in ('PreconditionFailed', 'ConditionalRequestConflict') or status in (409, 412):
+            return _PreconditionFailed(f"{where}: {code}")
+        if code == 'NoSuchBucket':
+            return StoreNotFound(f"S3 bucket {bucket!r} does not exist at {endpoint} (while accessing {where}); "
+                                 "check the store URI and AWS_ENDPOINT_URL/region")
         if code in ('NoSuchKey', 'NotFound', '404'): return _NoSuchObject(f"{where} does not exist")
         if code in _DENIED or status == 403:
-            return StoreAccessDenied(f"{where}: access denied by {endpoint} ({code}{': ' + msg if msg else ''}); check the AWS credentials (AWS_PROFILE, AWS_ACCESS_KEY_ID) and the bucket policy")
+            return StoreAccessDenied(f"{where}: access denied by {endpoint} ({code}{': ' + msg if msg else ''}); "
+                                     "check the AWS credentials (AWS_PROFILE, AWS_ACCESS_KEY_ID) and the bucket "
+                                     "policy")
         return StoreError(f"{where}: S3 answered {status} {code}{': ' + msg if msg else ''}")
     if isinstance(e, (bx.NoCredentialsError, bx.PartialCredentialsError)):
-        return StoreAccessDenied(f"{where}: no usable AWS credentials ({e}); set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY")
+        return StoreAccessDenied(f"{where}: no usable AWS credentials ({e}); set AWS_PROFILE or "
+                                 "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY")
     if isinstance(e, (bx.ConnectionError, bx.HTTPClientError)):
-        return StoreUnavailable(f"{where}: S3 endpoint {endpoint} is unreachable or did not answer in time ({type(e).__name__}); check AWS_ENDPOINT_URL and the network")
+        return StoreUnavailable(f"{where}: S3 endpoint {endpoint} is unreachable or did not answer in time "
+                                f"({type(e).__name__}); check AWS_ENDPOINT_URL and the network")
     if isinstance(e, bx.BotoCoreError): return StoreError(f"{where}: {type(e).__name__}: {e}")
     return None
 
@@ -232,10 +251,14 @@ class _ProgressFile:
     def __init__(self, f, on_bytes): self._f, self._on_bytes, self._sent, self.transferring = f, on_bytes, 0, False
     def read(self, n=-1):
         b = self._f.read(n)
-        if self.transferring and b and self._on_bytes: self._sent += len(b); self._on_bytes(len(b))
+        if self.transferring and b and self._on_bytes:
+            self._sent += len(b)
+            self._on_bytes(len(b))
         return b
     def seek(self, pos, whence=0):
-        if self.transferring and pos == 0 and whence == 0 and self._sent and self._on_bytes: self._on_bytes(-self._sent); self._sent = 0
+        if self.transferring and pos == 0 and whence == 0 and self._sent and self._on_bytes:
+            self._on_bytes(-self._sent)
+            self._sent = 0
         return self._f.seek(pos, whence)
     def tell(self): return self._f.tell()
 
@@ -255,7 +278,8 @@ class S3Backend:
         self.bucket, self.prefix = bucket, prefix.strip('/')
         self.kms_key_id = kms_key_id if kms_key_id is not None else os.environ.get(KMS_ENV) or None
         self.sse, self.uri = sse, f"s3://{bucket}/{self.prefix}".rstrip('/')
-        self._client_args = dict(endpoint_url=endpoint_url, region=region, connect_timeout=connect_timeout, read_timeout=read_timeout, max_attempts=max_attempts)
+        self._client_args = dict(endpoint_url=endpoint_url, region=region, connect_timeout=connect_timeout,
+                                 read_timeout=read_timeout, max_attempts=max_attempts)
         self._client, self._lock = client, threading.Lock()
     def __repr__(self): return f"S3Backend({self.uri!r})"
     def _key(self, key): return f"{self.prefix}/{key}" if self.prefix else key
@@ -265,7 +289,8 @@ class S3Backend:
         with self._lock:
             if self._client is None:
                 c = _s3_client(**self._client_args)
-                c.meta.events.register_first('request-created.s3.PutObject', _transfer_off, unique_id='fraud-lambda-progress-off')
+                c.meta.events.register_first('request-created.s3.PutObject', _transfer_off,
+                                             unique_id='fraud-lambda-progress-off')
                 c.meta.events.register_last('request-created', _transfer_on, unique_id='fraud-lambda-progress-on')
                 self._client = c
         return self._client
@@ -333,7 +358,8 @@ def download(self:S3Backend, key, dest=None, on_bytes=None) -> tuple:
     h, n, body = hashlib.sha256(), 0, r['Body']
     with _reading(self, key), (open(dest, 'wb') if dest else contextlib.nullcontext()) as out:
         for b in iter(lambda: body.read(1 << 20), b''):
-            h.update(b); n += len(b)
+            h.update(b)
+            n += len(b)
             if out: out.write(b)
             if on_bytes: on_bytes(len(b))
     return h.hexdigest(), n
@@ -355,7 +381,8 @@ def list_keys(self:S3Backend, prefix) -> list:
 @patch
 def list_dirs(self:S3Backend, prefix) -> list:
     "Names of the common prefixes ('subdirectories') directly under `prefix/`"
-    return sorted(p['Prefix'].rstrip('/').rsplit('/', 1)[-1] for page in self._list(prefix, Delimiter='/') for p in page.get('CommonPrefixes', []))
+    return sorted(p['Prefix'].rstrip('/').rsplit('/', 1)[-1] for page in self._list(prefix, Delimiter='/')
+                  for p in page.get('CommonPrefixes', []))
 
 # %% ../nbs/09_store.ipynb #5b4cfec9
 class ModelStore:
@@ -365,27 +392,17 @@ class ModelStore:
     def uri(self) -> str: return self.backend.uri
     def __repr__(self): return f"ModelStore({self.uri!r})"
 
-def default_home() -> Path:
-    "Local state: `$FRAUD_LAMBDA_HOME`; `/tmp/fraud-lambda` on Lambda; `.fraud-lambda/` of the enclosing checkout; else `~/.fraud-lambda`"
-    if os.environ.get(HOME_ENV): return Path(os.environ[HOME_ENV]).expanduser()
-    if os.environ.get('AWS_LAMBDA_FUNCTION_NAME'): return Path('/tmp/fraud-lambda')
-    here = Path.cwd().resolve()
-    for d in [here, *here.parents]:
-        ini = d/'settings.ini'
-        if ini.is_file() and 'lib_name = fraud_lambda' in ini.read_text(errors='ignore'): return d/'.fraud-lambda'
-    return Path.home()/'.fraud-lambda'
-
-def default_store_uri() -> str:
-    "`$FRAUD_LAMBDA_STORE_URI`, else `store/` under `default_home()`"
-    return os.environ.get(STORE_ENV) or str(default_home()/'store')
-
 def open_store(uri:str|Path|None=None, **opts) -> ModelStore:
     "A ModelStore for `s3://bucket/prefix`, `file:///abs/path` or a directory path (default: `default_store_uri()`)"
-    uri = str(uri or default_store_uri()); u = urlparse(uri)
+    uri = str(uri or default_store_uri())
+    u = urlparse(uri)
     if u.scheme == 's3': return ModelStore(S3Backend(u.netloc, u.path, **opts))
-    if u.scheme not in ('', 'file'): raise StoreError(f"unsupported store URI {uri!r}: expected s3://bucket/prefix, file:///absolute/path or a directory path")
+    if u.scheme not in ('', 'file'):
+        raise StoreError(f"unsupported store URI {uri!r}: expected s3://bucket/prefix, "
+                         "file:///absolute/path or a directory path")
     if u.scheme == 'file' and (u.netloc not in ('', 'localhost') or not u.path.startswith('/')):
-        raise StoreError(f"store URI {uri!r} is not a local absolute path: write file:///absolute/path (three slashes)")
+        raise StoreError(f"store URI {uri!r} is not a local absolute path: write file:///absolute/path "
+                         "(three slashes)")
     if opts: raise StoreError(f"option(s) {', '.join(sorted(opts))} apply to s3:// stores only, not to {uri!r}")
     return ModelStore(LocalBackend(unquote(u.path) if u.scheme == 'file' else uri))
 
@@ -396,14 +413,20 @@ def _manifest(self:ModelStore, name, version, via_pointer=False) -> tuple:
     key = _model_key(name, version, MANIFEST)
     try: raw, _ = self.backend.get(key)
     except _NoSuchObject:
-        state = ('incomplete (its files are there but manifest.json is not: a publish did not finish; publish the bundle again)'
-                 if self.backend.list_keys(_model_key(name, version)) else 'missing')
-        if via_pointer: raise StoreNotFound(f"{self.backend.where(_model_key(name, POINTER))} points at version {version}, which is {state} in {self.uri}; promote or roll back to an existing version") from None
+        state = ('incomplete (its files are there but manifest.json is not: a publish did not '
+                 'finish; publish the bundle again)' if self.backend.list_keys(_model_key(name, version))
+                 else 'missing')
+        if via_pointer:
+            raise StoreNotFound(f"{self.backend.where(_model_key(name, POINTER))} points at version {version}, "
+                                f"which is {state} in {self.uri}; promote or roll back to an existing version") from None
         raise StoreNotFound(f"model {name!r} version {version!r} is {state} in {self.uri}") from None
     try: m = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError): raise StoreCorrupt(f"{self.backend.where(key)}: not valid JSON") from None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise StoreCorrupt(f"{self.backend.where(key)}: not valid JSON") from None
     if not isinstance(m, dict) or m.get('model_version') != version or not isinstance(m.get('files'), dict):
-        raise StoreCorrupt(f"{self.backend.where(key)}: expected a bundle manifest of version {version!r} with 'files', got model_version {m.get('model_version') if isinstance(m, dict) else None!r}")
+        raise StoreCorrupt(f"{self.backend.where(key)}: expected a bundle manifest of version {version!r} "
+                           "with 'files', got model_version "
+                           f"{m.get('model_version') if isinstance(m, dict) else None!r}")
     return raw, m
 
 # %% ../nbs/09_store.ipynb #7442d4d2
@@ -411,12 +434,19 @@ def _manifest(self:ModelStore, name, version, via_pointer=False) -> tuple:
 def _upload_verified(self:ModelStore, name, version, path, sha, meter):
     "Create `models/<name>/<version>/<file>` from `path` unless an identical object is there; read it back and compare SHA-256"
     key = _model_key(name, version, path.name)
-    try: self.backend.upload(key, path, meter.add, if_none_match=True); fresh = True
-    except _PreconditionFailed: fresh = False; meter.add(path.stat().st_size)
+    try:
+        self.backend.upload(key, path, meter.add, if_none_match=True)
+        fresh = True
+    except _PreconditionFailed:
+        fresh = False
+        meter.add(path.stat().st_size)
     got, _ = self.backend.download(key)
     if got == sha: return
-    if fresh: raise StoreCorrupt(f"{self.backend.where(key)}: read back with sha256 {got[:12]}..., uploaded {sha[:12]}... from {path}; the upload was corrupted")
-    raise StoreError(f"{self.backend.where(key)} already exists with different content (sha256 {got[:12]}..., {path} has {sha[:12]}...): "
+    if fresh:
+        raise StoreCorrupt(f"{self.backend.where(key)}: read back with sha256 {got[:12]}..., uploaded "
+                           f"{sha[:12]}... from {path}; the upload was corrupted")
+    raise StoreError(f"{self.backend.where(key)} already exists with different content (sha256 "
+                     f"{got[:12]}..., {path} has {sha[:12]}...): "
                      f"versions are write-once; write a new bundle to get a new version id")
 
 # %% ../nbs/09_store.ipynb #51c9f9b8
@@ -424,12 +454,15 @@ def _upload_verified(self:ModelStore, name, version, path, sha, meter):
 def ensure(self:ModelStore) -> bool:
     "Create a local store directory that does not exist yet (writers only; S3 prefixes need none); True if it was created"
     if not isinstance(self.backend, LocalBackend) or self.backend.root.exists(): return False
-    self.backend.root.mkdir(parents=True, exist_ok=True); return True
+    self.backend.root.mkdir(parents=True, exist_ok=True)
+    return True
 
 @patch
-def publish(self:ModelStore, name:str, bundle_dir, promote:bool=False, progress=None, key=None, reason:str|None=None) -> dict:
+def publish(self:ModelStore, name:str, bundle_dir, promote:bool=False, progress=None, key=None,
+            reason:str|None=None) -> dict:
     "Upload the verified bundle at `bundle_dir` as version `model_version` of `name`, manifest last; optionally promote it"
-    _check_name('model name', name); bundle_dir = Path(bundle_dir)
+    _check_name('model name', name)
+    bundle_dir = Path(bundle_dir)
     try: m = verify_bundle(bundle_dir, key)
     except BundleError as e: raise StoreError(f"refusing to publish {bundle_dir}: {e}") from None
     version, raw = _check_name('version', m['model_version']), (bundle_dir/MANIFEST).read_bytes()
@@ -440,12 +473,14 @@ def publish(self:ModelStore, name:str, bundle_dir, promote:bool=False, progress=
     try: existing, _ = self.backend.get(_model_key(name, version, MANIFEST))
     except _NoSuchObject: existing = None
     if existing is not None and _sha256(existing) != res['manifest_sha256']:
-        raise StoreError(f"model {name!r} version {version!r} already exists in {self.uri} with a different manifest; versions are write-once: write a new bundle to get a new version id")
+        raise StoreError(f"model {name!r} version {version!r} already exists in {self.uri} with a different "
+                         "manifest; versions are write-once: write a new bundle to get a new version id")
     res['status'] = 'already published' if existing is not None else 'published'
     if existing is None:
         meter = _Meter(res['bytes'], progress)
         for f in files: self._upload_verified(name, version, bundle_dir/f, _sha256_path(bundle_dir/f), meter)
-        err = self._log_quietly(name, {'event': 'publish', 'version': version, 'manifest_sha256': res['manifest_sha256'], 'reason': reason})
+        err = self._log_quietly(name, {'event': 'publish', 'version': version,
+                                       'manifest_sha256': res['manifest_sha256'], 'reason': reason})
         if err: res['log_error'] = err
     if promote: res['champion'] = self.promote(name, version, reason=reason, verify=existing is not None)
     return res
@@ -454,7 +489,9 @@ def publish(self:ModelStore, name:str, bundle_dir, promote:bool=False, progress=
 @patch
 def _log_quietly(self:ModelStore, name, record) -> str|None:
     "Append `record` to the log; return the error message instead of raising if that fails"
-    try: self.append_log(name, record); return None
+    try:
+        self.append_log(name, record)
+        return None
     except StoreError as e: return str(e)
 
 # %% ../nbs/09_store.ipynb #3b15dc3c
@@ -467,8 +504,10 @@ def _read_pointer(self:ModelStore, name) -> tuple:
     try: doc = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError): doc = None
     if not isinstance(doc, dict) or not isinstance(doc.get('version'), str):
-        err = StoreCorrupt(f"{self.backend.where(key)}: not a valid champion pointer (expected a JSON object with a 'version'); promote a version to replace it")
-        err.etag = etag; raise err
+        err = StoreCorrupt(f"{self.backend.where(key)}: not a valid champion pointer (expected a JSON object "
+                           "with a 'version'); promote a version to replace it")
+        err.etag = etag
+        raise err
     return doc, etag
 
 @patch
@@ -481,13 +520,15 @@ def champion(self:ModelStore, name:str) -> dict|None:
 def _pointer_doc(name, version, manifest_sha256, cur, action, reason):
     "The next champion.json: the new version, what it replaced, and a unique promotion id"
     hist = ([cur['version']] + [v for v in cur.get('history', []) if isinstance(v, str)])[:HISTORY] if cur else []
-    return {'model': name, 'version': version, 'manifest_sha256': manifest_sha256, 'updated_at': _now().isoformat(timespec='microseconds'),
-            'previous': cur['version'] if cur else None, 'history': hist, 'action': action, 'reason': reason, 'promotion_id': uuid.uuid4().hex}
+    return {'model': name, 'version': version, 'manifest_sha256': manifest_sha256,
+            'updated_at': _now().isoformat(timespec='microseconds'), 'previous': cur['version'] if cur else None,
+            'history': hist, 'action': action, 'reason': reason, 'promotion_id': uuid.uuid4().hex}
 
 def _matches(expected, cur, etag) -> bool:
     "Does the caller's `expected` (a version, an ETag, or NO_CHAMPION) describe the pointer read?"
     if expected == NO_CHAMPION: return etag is None
-    return (cur is not None and expected == cur.get('version')) or (etag is not None and expected.strip('"') == etag.strip('"'))
+    return (cur is not None and expected == cur.get('version')) or (etag is not None
+                                                                    and expected.strip('"') == etag.strip('"'))
 
 # %% ../nbs/09_store.ipynb #635506d3
 @patch
@@ -505,23 +546,33 @@ def _swap_champion(self:ModelStore, name, version, expected, reason, verify, act
         try: cur, etag = self._read_pointer(name)
         except StoreCorrupt as e: cur, etag = None, e.etag
         if expected is not None and not _matches(expected, cur, etag):
-            raise StoreConflict(f"champion of model {name!r} is {cur['version'] if cur else 'unset'} (etag {etag}), not {expected!r}: it changed since you read it; check `champion` and retry")
+            raise StoreConflict(f"champion of model {name!r} is {cur['version'] if cur else 'unset'} (etag "
+                                f"{etag}), not {expected!r}: it changed since you read it; check `champion` "
+                                "and retry")
         if cur and cur['version'] == version: return {**cur, 'etag': etag, 'status': 'unchanged'}
         doc = _pointer_doc(name, version, _sha256(raw), cur, action, reason)
         try: new_etag = self._write_pointer(name, doc, etag)
         except _PreconditionFailed:
-            if expected is not None: raise StoreConflict(f"champion of model {name!r} changed while promoting {version}: another promotion won; check `champion` and retry") from None
-            time.sleep(random.uniform(0.01, 0.05 * (attempt + 1))); continue
-        err = self._log_quietly(name, {'event': action, 'version': version, 'previous': doc['previous'], 'manifest_sha256': doc['manifest_sha256'],
-                                       'reason': reason, 'promotion_id': doc['promotion_id']})
-        return {**doc, 'etag': new_etag, 'status': {'promote': 'promoted', 'rollback': 'rolled back'}[action], **({'log_error': err} if err else {})}
-    raise StoreConflict(f"champion of model {name!r} kept changing: 8 attempts to promote {version} lost the compare-and-swap")
+            if expected is not None:
+                raise StoreConflict(f"champion of model {name!r} changed while promoting {version}: another "
+                                    "promotion won; check `champion` and retry") from None
+            time.sleep(random.uniform(0.01, 0.05 * (attempt + 1)))
+            continue
+        err = self._log_quietly(name, {'event': action, 'version': version, 'previous': doc['previous'],
+                                       'manifest_sha256': doc['manifest_sha256'], 'reason': reason,
+                                       'promotion_id': doc['promotion_id']})
+        return {**doc, 'etag': new_etag, 'status': {'promote': 'promoted', 'rollback': 'rolled back'}[action],
+                **({'log_error': err} if err else {})}
+    raise StoreConflict(f"champion of model {name!r} kept changing: 8 attempts to promote {version} lost the "
+                        "compare-and-swap")
 
 # %% ../nbs/09_store.ipynb #2feb9ab6
 @patch
-def promote(self:ModelStore, name:str, version:str, expected:str|None=None, reason:str|None=None, verify:bool=True) -> dict:
+def promote(self:ModelStore, name:str, version:str, expected:str|None=None, reason:str|None=None,
+            verify:bool=True) -> dict:
     "Make `version` the champion (after verifying it); with `expected` (version, ETag or NO_CHAMPION) fail with StoreConflict if the pointer moved"
-    return self._swap_champion(_check_name('model name', name), _check_name('version', version), expected, reason, verify, 'promote')
+    return self._swap_champion(_check_name('model name', name), _check_name('version', version), expected, reason,
+                               verify, 'promote')
 
 @patch
 def rollback(self:ModelStore, name:str, to:str|None=None, reason:str|None=None) -> dict:
@@ -529,16 +580,11 @@ def rollback(self:ModelStore, name:str, to:str|None=None, reason:str|None=None) 
     cur, etag = self._read_pointer(_check_name('model name', name))
     if cur is None: raise StoreNotFound(f"model {name!r} has no champion in {self.uri}: nothing to roll back")
     target = to or cur.get('previous')
-    if not target: raise StoreError(f"model {name!r}: champion {cur['version']} has no previous champion; name the version to roll back to (see `list_versions`)")
+    if not target:
+        raise StoreError(f"model {name!r}: champion {cur['version']} has no previous champion; name the "
+                         "version to roll back to (see `list_versions`)")
     if target == cur['version']: raise StoreError(f"model {name!r}: {target} is already the champion")
     return self._swap_champion(name, _check_name('version', target), etag, reason, True, 'rollback')
-
-# %% ../nbs/09_store.ipynb #adeab378
-def default_cache_dir() -> Path:
-    "`$FRAUD_LAMBDA_CACHE_DIR`; on Lambda `/tmp/fraud-lambda/models`; else `~/.cache/fraud-lambda/models`"
-    if os.environ.get(CACHE_ENV): return Path(os.environ[CACHE_ENV])
-    if os.environ.get('AWS_LAMBDA_FUNCTION_NAME'): return Path('/tmp/fraud-lambda/models')
-    return Path(os.environ.get('XDG_CACHE_HOME') or Path.home()/'.cache')/'fraud-lambda'/'models'
 
 # %% ../nbs/09_store.ipynb #511b1738
 def _store_id(uri):
@@ -553,7 +599,8 @@ def _discard(path):
     shutil.rmtree(trash, ignore_errors=True)
 
 def _safe_file_name(name):
-    return isinstance(name, str) and Path(name).name == name and not name.startswith('.') and name not in (MANIFEST, SIGNATURE)
+    return isinstance(name, str) and Path(name).name == name and not name.startswith('.') and name not in (MANIFEST,
+                                                                                                           SIGNATURE)
 
 # %% ../nbs/09_store.ipynb #b334332e
 @patch
@@ -562,7 +609,8 @@ def _resolve(self:ModelStore, name, version) -> tuple:
     _check_name('model name', name)
     if version is not None: return _check_name('version', version), None
     cur, _ = self._read_pointer(name)
-    if cur is None: raise StoreNotFound(f"model {name!r} has no champion in {self.uri}: publish a bundle and promote it first")
+    if cur is None:
+        raise StoreNotFound(f"model {name!r} has no champion in {self.uri}: publish a bundle and promote it first")
     return _check_name('version', cur['version']), cur
 
 @patch
@@ -572,8 +620,10 @@ def _fetch(self:ModelStore, name, version, dest, pointer, key, progress) -> Path
     expected_sha = (pointer or {}).get('manifest_sha256')
     mkey = self.backend.where(_model_key(name, version, MANIFEST))
     if expected_sha and _sha256(raw) != expected_sha:
-        raise StoreCorrupt(f"{mkey} has sha256 {_sha256(raw)[:12]}..., but champion.json recorded {expected_sha[:12]}... at promotion: the manifest was replaced afterwards")
-    if not all(_safe_file_name(f) and isinstance(meta, dict) for f, meta in m['files'].items()): raise StoreCorrupt(f"{mkey}: lists an unsafe file name or a malformed entry")
+        raise StoreCorrupt(f"{mkey} has sha256 {_sha256(raw)[:12]}..., but champion.json recorded "
+                           f"{expected_sha[:12]}... at promotion: the manifest was replaced afterwards")
+    if not all(_safe_file_name(f) and isinstance(meta, dict) for f, meta in m['files'].items()):
+        raise StoreCorrupt(f"{mkey}: lists an unsafe file name or a malformed entry")
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f'.tmp-{version}-', dir=dest.parent))
     try:
@@ -581,14 +631,20 @@ def _fetch(self:ModelStore, name, version, dest, pointer, key, progress) -> Path
         for f, meta in sorted(m['files'].items()):
             sha, n = self.backend.download(_model_key(name, version, f), tmp/f, meter.add)
             if sha != meta.get('sha256') or n != meta.get('bytes'):
-                raise StoreCorrupt(f"{self.backend.where(_model_key(name, version, f))}: downloaded {n:,} bytes with sha256 {sha[:12]}..., the manifest says {meta.get('bytes')} bytes with sha256 {str(meta.get('sha256'))[:12]}...: corrupted or replaced in the store; nothing was cached")
-        with contextlib.suppress(_NoSuchObject): self.backend.download(_model_key(name, version, SIGNATURE), tmp/SIGNATURE)
+                raise StoreCorrupt(f"{self.backend.where(_model_key(name, version, f))}: downloaded {n:,} "
+                                   f"bytes with sha256 {sha[:12]}..., the manifest says {meta.get('bytes')} "
+                                   f"bytes with sha256 {str(meta.get('sha256'))[:12]}...: corrupted or "
+                                   "replaced in the store; nothing was cached")
+        with contextlib.suppress(_NoSuchObject):
+            self.backend.download(_model_key(name, version, SIGNATURE), tmp/SIGNATURE)
         (tmp/MANIFEST).write_bytes(raw)
         try: verify_bundle(tmp, key)
-        except BundleError as e: raise StoreError(f"model {name!r} version {version!r} from {self.uri} fails verification: {e}") from None
+        except BundleError as e:
+            raise StoreError(f"model {name!r} version {version!r} from {self.uri} fails verification: {e}") from None
         return tmp
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True); raise
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 # %% ../nbs/09_store.ipynb #6faefd08
 @patch
@@ -600,7 +656,8 @@ def _cached(self:ModelStore, dest, pointer, key) -> bool:
         verify_bundle(dest, key)
         if expected_sha is None or _sha256((dest/MANIFEST).read_bytes()) == expected_sha: return True
     except (BundleError, OSError): pass
-    _discard(dest); return False
+    _discard(dest)
+    return False
 
 @patch
 def pull(self:ModelStore, name:str, version:str|None=None, cache_dir=None, key=None, progress=None) -> Path:
@@ -612,7 +669,8 @@ def pull(self:ModelStore, name:str, version:str|None=None, cache_dir=None, key=N
     try: os.rename(tmp, dest)
     except OSError:
         shutil.rmtree(tmp, ignore_errors=True)
-        if not self._cached(dest, pointer, key): raise StoreError(f"{dest}: another process cached a copy that does not verify; pull again")
+        if not self._cached(dest, pointer, key):
+            raise StoreError(f"{dest}: another process cached a copy that does not verify; pull again")
     return dest
 
 @patch
@@ -622,7 +680,8 @@ def verify(self:ModelStore, name:str, version:str|None=None, key=None, progress=
     with tempfile.TemporaryDirectory(prefix='fraud-lambda-verify-') as d:
         tmp = self._fetch(name, version, Path(d)/version, pointer, key, progress)
         files = sorted(p.name for p in tmp.iterdir())
-        return {'model': name, 'version': version, 'ok': True, 'files': files, 'bytes': sum((tmp/f).stat().st_size for f in files),
+        return {'model': name, 'version': version, 'ok': True, 'files': files,
+                'bytes': sum((tmp/f).stat().st_size for f in files),
                 'manifest_sha256': _sha256((tmp/MANIFEST).read_bytes()), 'store': self.uri}
 
 # %% ../nbs/09_store.ipynb #0bfecfc3
@@ -630,7 +689,8 @@ def _key_metrics(m) -> dict:
     "Numeric holdout metrics of a manifest"
     mt = m.get('metrics')
     mt = mt.get('holdout', mt) if isinstance(mt, dict) else {}
-    return {k: v for k, v in mt.items() if isinstance(v, (int, float)) and not isinstance(v, bool)} if isinstance(mt, dict) else {}
+    return {k: v for k, v in mt.items() if isinstance(v, (int, float)) and not isinstance(v, bool)} if isinstance(mt,
+                                                                                                                  dict) else {}
 
 # %% ../nbs/09_store.ipynb #955ffc7b
 @patch
@@ -648,10 +708,12 @@ def list_versions(self:ModelStore, name:str, include_partial:bool=False) -> list
         if not NAME_RE.fullmatch(v): continue
         try: raw, m = self._manifest(name, v)
         except StoreNotFound:
-            if include_partial: out.append({'version': v, 'complete': False, 'created_at': None, 'champion': False, 'metrics': {}})
+            if include_partial:
+                out.append({'version': v, 'complete': False, 'created_at': None, 'champion': False, 'metrics': {}})
             continue
-        out.append({'version': v, 'complete': True, 'created_at': m.get('created_at'), 'champion': bool(cur and cur['version'] == v),
-                    'metrics': _key_metrics(m), 'manifest_sha256': _sha256(raw)})
+        out.append({'version': v, 'complete': True, 'created_at': m.get('created_at'),
+                    'champion': bool(cur and cur['version'] == v), 'metrics': _key_metrics(m),
+                    'manifest_sha256': _sha256(raw)})
     return sorted(out, key=lambda r: (r['created_at'] or '', r['version']))
 
 # %% ../nbs/09_store.ipynb #c0ca020e
@@ -663,38 +725,47 @@ def append_log(self:ModelStore, name:str, record:dict) -> dict:
     now, rid = _now(), uuid.uuid4().hex[:12]
     rec = {'at': now.isoformat(timespec='microseconds'), **record, 'id': rid}
     try: body = json.dumps(rec, sort_keys=True, allow_nan=False).encode()
-    except (TypeError, ValueError) as e: raise StoreError(f"log record for model {name!r} is not JSON-serialisable: {e}") from None
+    except (TypeError, ValueError) as e:
+        raise StoreError(f"log record for model {name!r} is not JSON-serialisable: {e}") from None
     self.backend.put(_model_key(name, LOG_DIR, f"{now:%Y%m%dT%H%M%S.%f}Z-{rid}.json"), body, if_none_match=True)
     return rec
 
 @patch
 def read_log(self:ModelStore, name:str, limit:int|None=None) -> list:
     "The model's log records, oldest first (the last `limit` if given)"
-    keys = [k for k in self.backend.list_keys(_model_key(_check_name('model name', name), LOG_DIR)) if k.endswith('.json')]
+    keys = [k for k in self.backend.list_keys(_model_key(_check_name('model name', name), LOG_DIR))
+            if k.endswith('.json')]
     out = []
     for k in keys[-limit:] if limit else keys:
         try: out.append(json.loads(self.backend.get(k)[0]))
-        except (json.JSONDecodeError, UnicodeDecodeError): raise StoreCorrupt(f"{self.backend.where(k)}: log record is not valid JSON") from None
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise StoreCorrupt(f"{self.backend.where(k)}: log record is not valid JSON") from None
     return out
 
 # %% ../nbs/09_store.ipynb #5059957a
 DEFAULT_MODEL = 'fraud'
 KEY_METRICS = ('average_precision', 'roc_auc', 'recall_at_fpr_1pct', 'recall_at_precision_90', 'expected_cost')
 
-def model_push(bundle, name:str=DEFAULT_MODEL, store:str|None=None, promote:bool=False, reason:str|None=None, progress:bool=False) -> str:
+def model_push(bundle, name:str=DEFAULT_MODEL, store:str|None=None, promote:bool=False, reason:str|None=None,
+               progress:bool=False) -> str:
     "Publish the bundle directory `bundle` (and optionally promote it)"
     s = open_store(store)
-    r = s.publish(name, bundle, promote=promote, reason=reason, progress=progress_printer('upload') if progress else None)
-    return f"{r['status']} {name} {r['version']} ({r['files']} files, {r['bytes']:,} bytes) to {s.uri}" + (f"; champion is now {r['version']}" if promote else '')
+    r = s.publish(name, bundle, promote=promote, reason=reason, progress=progress_printer('upload') if progress
+                  else None)
+    return (f"{r['status']} {name} {r['version']} ({r['files']} files, {r['bytes']:,} bytes) to "
+            f"{s.uri}" ) + (f"; champion is now {r['version']}" if promote else '')
 
-def model_pull(name:str=DEFAULT_MODEL, version:str|None=None, store:str|None=None, cache_dir=None, progress:bool=False) -> str:
+def model_pull(name:str=DEFAULT_MODEL, version:str|None=None, store:str|None=None, cache_dir=None,
+               progress:bool=False) -> str:
     "Pull `version` (default: the champion) into the cache; return its path"
-    return str(open_store(store).pull(name, version, cache_dir=cache_dir, progress=progress_printer('download') if progress else None))
+    return str(open_store(store).pull(name, version, cache_dir=cache_dir, progress=progress_printer('download')
+                                      if progress else None))
 
 def model_verify(name:str=DEFAULT_MODEL, version:str|None=None, store:str|None=None) -> str:
     "Download and check every hash of `version` (default: the champion)"
     r = open_store(store).verify(name, version)
-    return f"ok: {name} {r['version']}: {len(r['files'])} files, {r['bytes']:,} bytes, manifest sha256 {r['manifest_sha256'][:16]}... in {r['store']}"
+    return (f"ok: {name} {r['version']}: {len(r['files'])} files, {r['bytes']:,} bytes, manifest "
+            f"sha256 {r['manifest_sha256'][:16]}... in {r['store']}" )
 
 # %% ../nbs/09_store.ipynb #4c1e4311
 def _table(rows, cols) -> str:
@@ -705,19 +776,21 @@ def _table(rows, cols) -> str:
 
 def model_list(name:str=DEFAULT_MODEL, store:str|None=None, include_partial:bool=False) -> str:
     "A table of the versions of `name` with creation time, holdout metrics and the champion marked"
-    s = open_store(store); vs = s.list_versions(name, include_partial=include_partial)
+    s = open_store(store)
+    vs = s.list_versions(name, include_partial=include_partial)
     if not vs: return f"no versions of model {name!r} in {s.uri}"
     present = {k for r in vs for k in r['metrics']}
     mcols = [k for k in KEY_METRICS if k in present][:4] or sorted(present)[:4]
-    rows = [{'version': r['version'], 'created_at': r['created_at'] or '(incomplete)', 'champion': '*' if r['champion'] else '',
-             **{k: f"{r['metrics'][k]:.4f}" if k in r['metrics'] else '-' for k in mcols}} for r in vs]
+    rows = [{'version': r['version'], 'created_at': r['created_at'] or '(incomplete)', 'champion': '*' if r['champion']
+             else '', **{k: f"{r['metrics'][k]:.4f}" if k in r['metrics'] else '-' for k in mcols}} for r in vs]
     return _table(rows, ['version', 'created_at', 'champion', *mcols])
 
 # %% ../nbs/09_store.ipynb #06e6988e
 def model_promote(name:str, version:str, expected:str|None=None, store:str|None=None, reason:str|None=None) -> str:
     "Make `version` the champion; `expected` guards against a concurrent change"
     r = open_store(store).promote(name, version, expected=expected, reason=reason)
-    return f"{name}: champion is {r['version']}" + (f" (was {r['previous']})" if r['status'] != 'unchanged' else ' (unchanged)') + f", etag {r['etag']}"
+    return f"{name}: champion is {r['version']}" + (f" (was {r['previous']})" if r['status'] != 'unchanged'
+                                                    else ' (unchanged)') + f", etag {r['etag']}"
 
 def model_rollback(name:str=DEFAULT_MODEL, to:str|None=None, store:str|None=None, reason:str|None=None) -> str:
     "Make the previous champion (or `to`) the champion again"
@@ -728,5 +801,9 @@ def model_log(name:str=DEFAULT_MODEL, store:str|None=None, limit:int|None=20) ->
     "The last `limit` records of the model's log, one per line"
     recs = open_store(store).read_log(name, limit=limit)
     if not recs: return f"no log records for model {name!r}"
-    return '\n'.join(f"{r.get('at', '?')}  {r.get('event', '?'):<9} {r.get('version', '')}"
-                     + (f"  (previous {r['previous']})" if r.get('previous') else '') + (f"  {r['reason']}" if r.get('reason') else '') for r in recs)
+    return '\n'.join(f"{r.get('at', '?')}  {r.get('event', '?'):<9} {r.get('version', '')}" + (f"  (previous {r['previous']})"
+                                                                                               if r.get('previous')
+                                                                                               else '') + (f"  {r['reason']}"
+                                                                                                           if r.get('reason')
+                                                                                                           else '')
+                     for r in recs)

@@ -27,12 +27,15 @@ def threshold_grid(p, y=None, n:int=400) -> np.ndarray:
 def cost_surface(y, p, amount, grid, review_cost:float=5.0, block_cost:float=25.0) -> np.ndarray:
     "cost[i, j] of reviewing at grid[i] and blocking at grid[j] (inf where review > block)"
     y, p, amount = np.asarray(y), np.asarray(p, dtype=float), np.asarray(amount, dtype=float)
-    o = np.argsort(p); ps = p[o]
+    o = np.argsort(p)
+    ps = p[o]
     cnt_below = np.searchsorted(ps, grid, side='left')
     missed = np.r_[0.0, np.cumsum((amount * y)[o])][cnt_below]
     legit_below = np.r_[0, np.cumsum(1 - y[o])][cnt_below]
     legit_at_or_above = (1 - y).sum() - legit_below
-    c = missed[:, None] + review_cost * (cnt_below[None, :] - cnt_below[:, None]) + block_cost * legit_at_or_above[None, :]
+    c = missed[:,
+               None] + review_cost * (cnt_below[None, :] - cnt_below[:, None]) + block_cost * legit_at_or_above[None,
+                                                                                                                :]
     return np.where(grid[:, None] <= grid[None, :], c, np.inf)
 
 # %% ../nbs/06_thresholds.ipynb #67323336
@@ -40,7 +43,8 @@ def tune_thresholds(y, p, amount, review_cost:float=5.0, block_cost:float=25.0, 
     "The (review, block) pair with the lowest expected cost on these (validation) rows"
     y = np.asarray(y)
     if y.sum() == 0: raise ValueError('cannot tune thresholds without any fraud in the data')
-    if review_cost < 0 or block_cost < 0: raise ValueError(f"costs must be >= 0, got review_cost={review_cost}, block_cost={block_cost}")
+    if review_cost < 0 or block_cost < 0:
+        raise ValueError(f"costs must be >= 0, got review_cost={review_cost}, block_cost={block_cost}")
     grid = threshold_grid(p, y, n)
     c = cost_surface(y, p, amount, grid, review_cost, block_cost)
     i, j = np.unravel_index(np.argmin(c), c.shape)
@@ -62,41 +66,58 @@ def policy_costs(y, p, amount, thresholds:dict, review_cost:float=5.0, block_cos
 # %% ../nbs/06_thresholds.ipynb #df4cb208
 def cost_curves_plot(y, p, amount, thresholds:dict, review_cost:float=5.0, block_cost:float=25.0):
     "Validation cost as each threshold moves, the other fixed at its tuned value"
-    grid = threshold_grid(p, y); grid = grid[(grid > 0) & (grid < 1)]
-    r_costs = [expected_cost(y, p, amount, min(g, thresholds['block']), thresholds['block'], review_cost, block_cost) for g in grid]
-    b_costs = [expected_cost(y, p, amount, thresholds['review'], max(g, thresholds['review']), review_cost, block_cost) for g in grid]
+    grid = threshold_grid(p, y)
+    grid = grid[(grid > 0) & (grid < 1)]
+    r_costs = [expected_cost(y, p, amount, min(g, thresholds['block']), thresholds['block'], review_cost, block_cost)
+               for g in grid]
+    b_costs = [expected_cost(y, p, amount, thresholds['review'], max(g, thresholds['review']), review_cost, block_cost)
+               for g in grid]
     fig, ax = plt.subplots(figsize=(8, 4))
-    ax.plot(grid, r_costs, label='moving the review threshold'); ax.plot(grid, b_costs, label='moving the block threshold')
-    ax.axvline(thresholds['review'], color='C0', ls=':'); ax.axvline(thresholds['block'], color='C1', ls=':')
-    ax.set_xscale('logit'); ax.set_xlim(max(grid.min(), 1e-6), min(grid.max(), 1 - 1e-9))
-    ax.set_xlabel('threshold on fraud probability (logit scale)'); ax.set_ylabel('expected cost on validation')
-    ax.set_title('Expected cost against each threshold (validation)'); ax.legend()
+    ax.plot(grid, r_costs, label='moving the review threshold')
+    ax.plot(grid, b_costs, label='moving the block threshold')
+    ax.axvline(thresholds['review'], color='C0', ls=':')
+    ax.axvline(thresholds['block'], color='C1', ls=':')
+    ax.set_xscale('logit')
+    ax.set_xlim(max(grid.min(), 1e-6), min(grid.max(), 1 - 1e-9))
+    ax.set_xlabel('threshold on fraud probability (logit scale)')
+    ax.set_ylabel('expected cost on validation')
+    ax.set_title('Expected cost against each threshold (validation)')
+    ax.legend()
     return fig
 
 # %% ../nbs/06_thresholds.ipynb #1416e3ae
 def confusion_at(y, p, threshold:float) -> dict:
     "Confusion counts when flagging p >= threshold"
-    f = np.asarray(p) >= threshold; y = np.asarray(y)
-    return {'tp': int(np.sum(f & (y == 1))), 'fp': int(np.sum(f & (y == 0))), 'fn': int(np.sum(~f & (y == 1))), 'tn': int(np.sum(~f & (y == 0)))}
+    f = np.asarray(p) >= threshold
+    y = np.asarray(y)
+    return {'tp': int(np.sum(f & (y == 1))), 'fp': int(np.sum(f & (y == 0))), 'fn': int(np.sum(~f & (y == 1))),
+            'tn': int(np.sum(~f & (y == 0)))}
 
 def confusion_plot(y, p, thresholds:dict):
     "Confusion matrices at the review and block thresholds"
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.8))
     for ax, k in zip(axes, ('review', 'block')):
-        c = confusion_at(y, p, thresholds[k]); m = np.array([[c['tn'], c['fp']], [c['fn'], c['tp']]])
+        c = confusion_at(y, p, thresholds[k])
+        m = np.array([[c['tn'], c['fp']], [c['fn'], c['tp']]])
         ax.imshow(np.log1p(m), cmap='Blues')
         for (i, j), v in np.ndenumerate(m): ax.text(j, i, f'{v:,}', ha='center', va='center', fontsize=12)
-        ax.set_xticks([0, 1], ['not flagged', 'flagged']); ax.set_yticks([0, 1], ['legitimate', 'fraud'])
-        ax.set_xlabel('decision'); ax.set_ylabel('truth'); ax.set_title(f'Holdout, p >= {k} threshold ({thresholds[k]:.3g})')
+        ax.set_xticks([0, 1], ['not flagged', 'flagged'])
+        ax.set_yticks([0, 1], ['legitimate', 'fraud'])
+        ax.set_xlabel('decision')
+        ax.set_ylabel('truth')
+        ax.set_title(f'Holdout, p >= {k} threshold ({thresholds[k]:.3g})')
     fig.tight_layout()
     return fig
 
 # %% ../nbs/06_thresholds.ipynb #988a1e05
 def save_thresholds(out_dir, thresholds:dict, operating_point:dict, costs:dict, model_name:str) -> Path:
     "Write thresholds.json into `out_dir`"
-    p = Path(out_dir)/'thresholds.json'; p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_text(json.dumps({'model': model_name, 'thresholds': {'review': thresholds['review'], 'block': thresholds['block']},
+    p = Path(out_dir)/'thresholds.json'
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(json.dumps({'model': model_name, 'thresholds': {'review': thresholds['review'],
+                                                                 'block': thresholds['block']},
                              'tuned_on': 'validation', 'validation_cost': thresholds['cost'],
-                             'cost_model': {'review_cost': thresholds['review_cost'], 'block_cost': thresholds['block_cost'], 'missed_fraud': 'Amount'},
+                             'cost_model': {'review_cost': thresholds['review_cost'],
+                                            'block_cost': thresholds['block_cost'], 'missed_fraud': 'Amount'},
                              'operating_point': operating_point, 'holdout_costs': costs}, indent=1))
     return p

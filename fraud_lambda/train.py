@@ -13,7 +13,8 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.linear_model import LogisticRegression
 from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
-from .data import FEATURES, LABEL, time_split, xy
+from .schema import FEATURES
+from .data import LABEL, time_split, xy
 from .features import Preprocessor, Calibrated, MarginBlend, fit_platt, prior_correction, model_margin, _sigmoid
 from .metrics import ranking_metrics, bootstrap_metrics
 import matplotlib.pyplot as plt
@@ -48,7 +49,9 @@ def seed_pipeline(n_estimators=100, seed=0):
 def make_candidate(name:str, seed:int=0, rf_trees:int=100, gbm_trees:int=600):
     "A fresh, unfitted candidate by name"
     if name == 'seed_smote_rf': return seed_pipeline(rf_trees, seed)
-    if name == 'logreg_balanced': return Pipeline([('prep', Preprocessor()), ('clf', LogisticRegression(class_weight='balanced', max_iter=5000))])
+    if name == 'logreg_balanced':
+        return Pipeline([('prep', Preprocessor()),
+                         ('clf', LogisticRegression(class_weight='balanced', max_iter=5000))])
     if name == 'hgb': return Pipeline([('prep', Preprocessor(standardize=False)), ('clf', _hgb(gbm_trees, seed))])
     if name == 'lgbm': return Pipeline([('prep', Preprocessor(standardize=False)), ('clf', _lgbm(gbm_trees, seed))])
     raise ValueError(f"unknown candidate {name!r}; known: {', '.join(CANDIDATES)}")
@@ -58,7 +61,9 @@ CANDIDATES = ['seed_smote_rf', 'logreg_balanced', 'hgb', 'lgbm', 'blend']
 # %% ../nbs/05_train.ipynb #90e1400a
 def fit_and_score(model, X_fit, y_fit, parts:dict) -> dict:
     "Fit `model`; return it with probabilities and margins on each of `parts` ({name: X}) and the fit time"
-    t = time.time(); model.fit(X_fit, y_fit); fit_s = time.time() - t
+    t = time.time()
+    model.fit(X_fit, y_fit)
+    fit_s = time.time() - t
     out = {'model': model, 'fit_s': fit_s}
     for k, X in parts.items():
         out[f'{k}_proba'] = model.predict_proba(X)[:, 1]
@@ -69,7 +74,8 @@ def blend_of(members:dict, y_fit, names=('logreg_balanced', 'lgbm')) -> MarginBl
     "Equal-weight margin blend; the class-weighted linear model is prior-corrected first (no data used)"
     w = float((y_fit == 0).sum() / max((y_fit == 1).sum(), 1))
     fix = lambda n, m: prior_correction(m, w) if n == 'logreg_balanced' else m
-    b = MarginBlend([(n, fix(n, members[n])) for n in names], weights=[1 / len(names)] * len(names)); b.classes_ = np.array([0, 1])
+    b = MarginBlend([(n, fix(n, members[n])) for n in names], weights=[1 / len(names)] * len(names))
+    b.classes_ = np.array([0, 1])
     return b
 
 # %% ../nbs/05_train.ipynb #4c59ab25
@@ -78,10 +84,12 @@ def imbalance_variants(family:str, seed:int=0, gbm_trees:int=600) -> dict:
     from imblearn.pipeline import Pipeline as ImbPipeline
     from imblearn.over_sampling import SMOTE
     if family == 'logreg':
-        base = lambda **kw: LogisticRegression(max_iter=5000, **kw); prep = lambda: Preprocessor()
+        base = lambda **kw: LogisticRegression(max_iter=5000, **kw)
+        prep = lambda: Preprocessor()
         weighted = base(class_weight='balanced')
     elif family == 'lgbm':
-        base = lambda **kw: _lgbm(gbm_trees, seed, **kw); prep = lambda: Preprocessor(standardize=False)
+        base = lambda **kw: _lgbm(gbm_trees, seed, **kw)
+        prep = lambda: Preprocessor(standardize=False)
         weighted = base(is_unbalance=True)
     else: raise ValueError(f"unknown family {family!r}")
     return {'none': Pipeline([('prep', prep()), ('clf', base())]),
@@ -93,11 +101,13 @@ CV_WINDOWS = ((0.5, 0.65), (0.65, 0.8))
 
 def cv_fold_scores(name:str, train_part, windows=CV_WINDOWS, seed:int=0, gbm_trees:int=600) -> list:
     "Validation AP of a candidate on each expanding-window fold of the training part"
-    X, y = xy(train_part); n, out = len(X), []
+    X, y = xy(train_part)
+    n, out = len(X), []
     for a, b in windows:
         i, j = int(n * a), int(n * b)
         if name == 'blend':
-            fitted = {m: make_candidate(m, seed, gbm_trees=gbm_trees).fit(X[:i], y[:i]) for m in ('logreg_balanced', 'lgbm')}
+            fitted = {m: make_candidate(m, seed, gbm_trees=gbm_trees).fit(X[:i], y[:i])
+                      for m in ('logreg_balanced', 'lgbm')}
             model = blend_of(fitted, y[:i])
         else: model = make_candidate(name, seed, gbm_trees=gbm_trees).fit(X[:i], y[:i])
         out.append(ranking_metrics(y[i:j], model.predict_proba(X[i:j])[:, 1])['average_precision'])
@@ -105,7 +115,8 @@ def cv_fold_scores(name:str, train_part, windows=CV_WINDOWS, seed:int=0, gbm_tre
 
 def select_model(fold_aps:dict) -> tuple[str, pd.DataFrame]:
     "The candidate with the best mean AP over the folds, and the table"
-    table = pd.DataFrame({n: {**{f'fold{k+1}_ap': v for k, v in enumerate(aps)}, 'mean_ap': float(np.mean(aps))} for n, aps in fold_aps.items()}).T
+    table = pd.DataFrame({n: {**{f'fold{k+1}_ap': v for k, v in enumerate(aps)}, 'mean_ap': float(np.mean(aps))} for n,
+                          aps in fold_aps.items()}).T
     table = table.sort_values('mean_ap', ascending=False)
     return table.index[0], table
 
@@ -125,13 +136,22 @@ def pr_roc_plot(y, scores:dict):
     from sklearn.metrics import precision_recall_curve, roc_curve
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4.5))
     for n, s in scores.items():
-        p, r, _ = precision_recall_curve(y, s); f, t, _ = roc_curve(y, s)
+        p, r, _ = precision_recall_curve(y, s)
+        f, t, _ = roc_curve(y, s)
         m = ranking_metrics(y, s)
         a1.plot(r, p, label=f"{n} (AP {m['average_precision']:.3f})")
         a2.plot(np.maximum(f, 1e-5), t, label=f"{n} (AUC {m['roc_auc']:.3f})")
-    a1.set_xlabel('recall'); a1.set_ylabel('precision'); a1.set_title('Precision-recall, holdout'); a1.legend(fontsize=8)
-    a2.axvline(0.01, color='grey', ls=':'); a2.set_xscale('log'); a2.set_xlim(1e-5, 1)
-    a2.set_xlabel('false positive rate (log scale)'); a2.set_ylabel('recall (TPR)'); a2.set_title('ROC, holdout'); a2.legend(fontsize=8)
+    a1.set_xlabel('recall')
+    a1.set_ylabel('precision')
+    a1.set_title('Precision-recall, holdout')
+    a1.legend(fontsize=8)
+    a2.axvline(0.01, color='grey', ls=':')
+    a2.set_xscale('log')
+    a2.set_xlim(1e-5, 1)
+    a2.set_xlabel('false positive rate (log scale)')
+    a2.set_ylabel('recall (TPR)')
+    a2.set_title('ROC, holdout')
+    a2.legend(fontsize=8)
     return fig
 
 # %% ../nbs/05_train.ipynb #5d149dc1
@@ -139,9 +159,13 @@ def score_distribution_plot(y, p, name:str):
     "Histogram of fraud probability by class (log counts)"
     fig, ax = plt.subplots(figsize=(8, 3.5))
     bins = np.linspace(0, 1, 51)
-    ax.hist(p[y == 0], bins=bins, alpha=0.6, color='#4C72B0', label='legitimate'); ax.hist(p[y == 1], bins=bins, alpha=0.8, color='#C44E52', label='fraud')
-    ax.set_yscale('log'); ax.set_xlabel('fraud probability'); ax.set_ylabel('transactions (log scale)')
-    ax.set_title(f'Holdout score distribution by class: {name}'); ax.legend()
+    ax.hist(p[y == 0], bins=bins, alpha=0.6, color='#4C72B0', label='legitimate')
+    ax.hist(p[y == 1], bins=bins, alpha=0.8, color='#C44E52', label='fraud')
+    ax.set_yscale('log')
+    ax.set_xlabel('fraud probability')
+    ax.set_ylabel('transactions (log scale)')
+    ax.set_title(f'Holdout score distribution by class: {name}')
+    ax.legend()
     return fig
 
 def calibration_plot(y, curves:dict, n_bins:int=10):
@@ -152,8 +176,12 @@ def calibration_plot(y, curves:dict, n_bins:int=10):
     for n, p in curves.items():
         frac, mean = calibration_curve(y, p, n_bins=n_bins, strategy='quantile')
         ax.plot(np.maximum(mean, 1e-5), np.maximum(frac, 1e-5), marker='o', label=n)
-    ax.set_xscale('log'); ax.set_yscale('log')
-    ax.set_xlabel('mean predicted probability (log)'); ax.set_ylabel('observed fraud rate (log)'); ax.set_title('Calibration on the holdout'); ax.legend(fontsize=8)
+    ax.set_xscale('log')
+    ax.set_yscale('log')
+    ax.set_xlabel('mean predicted probability (log)')
+    ax.set_ylabel('observed fraud rate (log)')
+    ax.set_title('Calibration on the holdout')
+    ax.legend(fontsize=8)
     return fig
 
 # %% ../nbs/05_train.ipynb #9b5a722a
@@ -165,30 +193,36 @@ def permutation_importance_ap(model, X, y, n_repeats:int=3, seed:int=0, features
     for j, f in enumerate(features):
         d = []
         for _ in range(n_repeats):
-            Xp = X.copy(); Xp[:, j] = rng.permutation(Xp[:, j])
+            Xp = X.copy()
+            Xp[:, j] = rng.permutation(Xp[:, j])
             d.append(base - ranking_metrics(y, model.predict_proba(Xp)[:, 1])['average_precision'])
         drops[f] = float(np.mean(d))
     return pd.Series(drops).sort_values(ascending=False)
 
 # %% ../nbs/05_train.ipynb #2f6aa6f9
-def save_training(out_dir, chosen_name, chosen, seed_model, val_table, cv_table, holdout_metrics, imbalance, scores:dict, timings:dict, params:dict) -> Path:
+def save_training(out_dir, chosen_name, chosen, seed_model, val_table, cv_table, holdout_metrics, imbalance,
+                  scores:dict, timings:dict, params:dict) -> Path:
     "Write train.json, scores.npz and models/*.joblib into `out_dir`"
     import joblib, sklearn
-    out = Path(out_dir); (out/'models').mkdir(parents=True, exist_ok=True)
-    joblib.dump(chosen, out/'models'/'chosen.joblib'); joblib.dump(seed_model, out/'models'/'seed_smote_rf.joblib')
+    out = Path(out_dir)
+    (out/'models').mkdir(parents=True, exist_ok=True)
+    joblib.dump(chosen, out/'models'/'chosen.joblib')
+    joblib.dump(seed_model, out/'models'/'seed_smote_rf.joblib')
     np.savez_compressed(out/'scores.npz', **scores)
-    doc = {'chosen_model': chosen_name, 'validation': json.loads(val_table.to_json(orient='index')), 'cv_selection': json.loads(cv_table.to_json(orient='index')),
-           'holdout': holdout_metrics, 'imbalance': imbalance, 'timings_s': timings, 'params': params,
-           'calibration': {'method': 'platt', 'a': chosen.a, 'b': chosen.b},
-           'library_versions': _versions()}
+    doc = {'chosen_model': chosen_name, 'validation': json.loads(val_table.to_json(orient='index')),
+           'cv_selection': json.loads(cv_table.to_json(orient='index')), 'holdout': holdout_metrics,
+           'imbalance': imbalance, 'timings_s': timings, 'params': params,
+           'calibration': {'method': 'platt', 'a': chosen.a, 'b': chosen.b}, 'library_versions': _versions()}
     (out/'train.json').write_text(json.dumps(doc, indent=1))
     return out
 
 def _versions():
     "Versions of the libraries that shaped the model"
     import sklearn, imblearn
-    v = {'python': platform.python_version(), 'numpy': np.__version__, 'pandas': pd.__version__, 'scikit-learn': sklearn.__version__, 'imbalanced-learn': imblearn.__version__}
+    v = {'python': platform.python_version(), 'numpy': np.__version__, 'pandas': pd.__version__,
+         'scikit-learn': sklearn.__version__, 'imbalanced-learn': imblearn.__version__}
     try:
-        import lightgbm; v['lightgbm'] = lightgbm.__version__
+        import lightgbm
+        v['lightgbm'] = lightgbm.__version__
     except ImportError: pass
     return v

@@ -3,7 +3,7 @@ import base64, copy, json, os, uuid
 from pathlib import Path
 
 EVENTS = Path(__file__).parent/'events'
-FEATURES = ['Time'] + [f'V{i}' for i in range(1, 29)] + ['Amount']
+from fraud_lambda.schema import FEATURES
 
 def train_demo_model(seed=0, n=8000, rate=0.02):
     "A small balanced logistic regression on synthetic data (research side, tests only)"

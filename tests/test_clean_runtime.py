@@ -54,7 +54,7 @@ def test_handler_in_a_clean_runtime_with_the_model_from_s3(runtime, aws_env, tmp
     assert legit['decision'] == 'approve' and legit['fraud_probability'] < 0.5 and legit['transaction_id'] == tids['rest_score_legit']
     for b, n in ((fraud, 'rest_score_fraud'), (fraud_v2, 'http_score_fraud')):
         assert b['decision'] == 'block' and b['fraud_probability'] > 0.9 and b['transaction_id'] == tids[n], b
-        assert 1 <= len(b['reasons']) <= 3 and all(r['feature'] in B.INPUTS and r['contribution'] > 0 for r in b['reasons']), b['reasons']
+        assert 1 <= len(b['reasons']) <= 3 and all(r['feature'] in B.FEATURES and r['contribution'] > 0 for r in b['reasons']), b['reasons']
     assert {b['model_version'] for b in (legit, fraud, fraud_v2)} == {version}
     assert bad['error']['code'] == 'invalid_request' and {'Amount', 'V7'} <= {e['field'] for e in bad['error']['errors']}, bad
 

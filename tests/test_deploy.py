@@ -14,6 +14,7 @@ import hashlib, json, os, shutil, subprocess, sys, zipfile
 from pathlib import Path
 import boto3, pytest
 from fraud_lambda import deploy as D
+from fraud_lambda.bundle import sha256_file
 
 ROOT = Path(__file__).resolve().parents[1]
 ELF_MACHINE = {'x86_64': 0x3E, 'arm64': 0xB7}
@@ -116,7 +117,7 @@ def test_same_tree_same_zip(packages, tmp_path):
     "Deterministic: unzipping and re-zipping gives the identical bytes, so the SHA-256 names the content"
     p = packages['x86_64']; tree = tmp_path/'tree'
     zipfile.ZipFile(p).extractall(tree)
-    assert D._sha256_file(D.write_zip(tree, tmp_path/'again.zip')) == D._sha256_file(p)
+    assert sha256_file(D.write_zip(tree, tmp_path/'again.zip')) == sha256_file(p)
 
 def test_missing_serving_module_fails_before_any_download(tmp_path):
     src = tmp_path/'src'
@@ -243,12 +244,12 @@ def test_first_deploy_uploads_creates_and_a_redeploy_changes_nothing(cfn_env, tw
     c = clients(); s3, cfn = c['s3'], c['cloudformation']
     bucket = 'fraud-lambda-artifacts-123456789012-us-east-1'
     assert res['status'] == 'CREATE_COMPLETE' and res['bucket_created'] and res['uploaded']
-    assert res['code_uri'] == f"s3://{bucket}/fraud/{D._sha256_file(pkg)[:16]}/{pkg.name}"
+    assert res['code_uri'] == f"s3://{bucket}/fraud/{sha256_file(pkg)[:16]}/{pkg.name}"
     pab = s3.get_public_access_block(Bucket=bucket)['PublicAccessBlockConfiguration']
     assert all(pab[k] for k in ('BlockPublicAcls', 'IgnorePublicAcls', 'BlockPublicPolicy', 'RestrictPublicBuckets'))
     assert s3.get_bucket_encryption(Bucket=bucket)['ServerSideEncryptionConfiguration']['Rules'][0]['ApplyServerSideEncryptionByDefault']['SSEAlgorithm'] == 'AES256'
     key = res['code_uri'].split(bucket + '/')[1]
-    assert hashlib.sha256(s3.get_object(Bucket=bucket, Key=key)['Body'].read()).hexdigest() == D._sha256_file(pkg)
+    assert hashlib.sha256(s3.get_object(Bucket=bucket, Key=key)['Body'].read()).hexdigest() == sha256_file(pkg)
     assert f"CodeUri: {res['code_uri']}" in cfn.get_template(StackName='fraud')['TemplateBody']
     assert res['outputs']['ModelStoreUri'].startswith('s3://') and res['outputs']['ModelStoreUri'].endswith('/fraud-lambda')
     assert 'API:     https://twin.execute-api.us-east-1.amazonaws.com/prod' in out
