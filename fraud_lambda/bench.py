@@ -282,17 +282,17 @@ def _next_event(events, sink):
     return call
 
 def _metrics_on(call):
-    from fraud_lambda import handler as H
+    from fraud_lambda import routes
     def on(_):
-        H.METRICS_ON = True
+        routes.METRICS_ON = True
         try: call(_)
-        finally: H.METRICS_ON = False
+        finally: routes.METRICS_ON = False
     return on
 
 # %% ../nbs/21_bench.ipynb #0e385876
 def _stage_contenders(svc, scorer, bodies) -> dict:
     "The handler's stages, each fed its own fresh validated transactions"
-    from fraud_lambda.handler import ScoreRequest
+    from fraud_lambda.api import ScoreRequest
     from fraud_lambda.alerts import hash_payload
     txs = [ScoreRequest.model_validate_json(b) for b in bodies]
     s = scorer.score_one(txs[0].model_dump())
@@ -316,7 +316,7 @@ def _stage_contenders(svc, scorer, bodies) -> dict:
 def handler_latency(bundle_dir, X, n:int=2000, warmup:int=200, work_dir=None, block:int=200, block_warmup:int=5,
                     seed:int=0) -> dict:
     "p50/p99 of one transaction through `fraud_lambda.handler.handler` (REST event in, response out), locally configured, with its stages"
-    from fraud_lambda import handler as H
+    from fraud_lambda import handler as H, routes
     from fraud_lambda.server import make_event, count_alerts
     work = Path(work_dir or tempfile.mkdtemp(prefix='fraud-lambda-handler-bench-'))
     env = local_env(work)
@@ -324,8 +324,8 @@ def handler_latency(bundle_dir, X, n:int=2000, warmup:int=200, work_dir=None, bl
     calls, tag = warmup + n + -(-n // block) * block_warmup, 'hb' + uuid.uuid4().hex[:10]
     hdr = {'Content-Type': 'application/json', 'User-Agent': 'fraud-lambda-bench'}
     events = iter([make_event('POST', '/score', hdr, b) for b in transaction_bodies(X, tag, 2 * calls, seed)])
-    responses, metrics_was = [], H.METRICS_ON
-    H.METRICS_ON = False
+    responses, metrics_was = [], routes.METRICS_ON
+    routes.METRICS_ON = False
     try:
         svc = H.init(env)
         scorer = svc.holder.get()
@@ -334,7 +334,7 @@ def handler_latency(bundle_dir, X, n:int=2000, warmup:int=200, work_dir=None, bl
                       **_stage_contenders(svc, scorer, transaction_bodies(X, tag + 's', calls, seed + 1))}
         with open(os.devnull, 'w') as null, contextlib.redirect_stdout(null):
             lat = interleaved_latencies(contenders, [None], n, warmup, block, block_warmup)
-    finally: H.METRICS_ON = metrics_was
+    finally: routes.METRICS_ON = metrics_was
     bad = [r for r in responses if r['statusCode'] != 200]
     if bad:
         raise RuntimeError(f"{len(bad)} of {len(responses)} handler calls did not answer 200, e.g. "
@@ -738,7 +738,8 @@ class Context:
     def get_remaining_time_in_millis(self): return 10000
 import fraud_lambda.handler as H
 t_init = time.perf_counter()
-loaded_at_init = H._service is not None and H._service.holder.scorer is not None
+import fraud_lambda.routes as R
+loaded_at_init = R._service is not None and R._service.holder.scorer is not None
 for i, e in enumerate(events):
     t = time.perf_counter(); r = H.handler(e, Context(i))
     emit({'i': i, 'response': r, 'invoke_ms': (time.perf_counter() - t) * 1e3})

@@ -16,7 +16,7 @@ def _user_errors():
     from fraud_lambda.data import DataError
     errs = [DataError, FileNotFoundError, PermissionError, ValueError]
     for mod, name in [('bundle', 'BundleError'), ('store', 'StoreError'), ('alerts', 'AlertError'),
-                      ('handler', 'ConfigError'), ('report', 'ReportError'), ('deploy', 'DeployError'),
+                      ('config', 'ConfigError'), ('report', 'ReportError'), ('deploy', 'DeployError'),
                       ('retrain', 'RetrainError'), ('convert', 'ConversionError'), ('drift', 'DriftError'),
                       ('scorer', 'ScoringError')]:
         try: errs.append(getattr(__import__(f'fraud_lambda.{mod}', fromlist=[name]), name))
@@ -201,8 +201,9 @@ def _start_api(a, port):
     os.environ.update(_serve_env(a))
     from fraud_lambda import handler as H
     from fraud_lambda.server import LocalAPI
+    from fraud_lambda import routes
     from fraud_lambda.config import env_flag
-    H.METRICS_ON = env_flag(os.environ, 'METRICS')
+    routes.METRICS_ON = env_flag(os.environ, 'METRICS')
     svc = H.init()
     keys = a.api_key or [k for k in os.environ.get('FRAUD_LAMBDA_API_KEYS', '').split(',') if k]
     api = LocalAPI(H.handler, host='127.0.0.1', port=port, api_keys=keys)

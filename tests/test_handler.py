@@ -2,6 +2,7 @@
 import base64, json, math, sqlite3, time
 import pytest
 from fraud_lambda import handler as H
+from fraud_lambda.config import ConfigError
 from fraud_lambda.store import open_store
 from handler_support import (Context, as_function_url, call, event_body, load_event, local_env, make_bundle, with_body, with_route)
 
@@ -219,5 +220,5 @@ def test_corrupted_bundle_is_refused(tmp_path):
     assert s == 503
 
 def test_bad_configuration_is_one_clear_error(tmp_path):
-    with pytest.raises(H.ConfigError, match='FRAUD_LAMBDA_BATCH_LIMIT must be an integer'):
+    with pytest.raises(ConfigError, match='FRAUD_LAMBDA_BATCH_LIMIT must be an integer'):
         H.init(local_env(tmp_path, tmp_path/'store', FRAUD_LAMBDA_BATCH_LIMIT='many'))
