@@ -23,7 +23,10 @@ from .scorer import Scorer, ScoringError
 from .store import open_store, StoreError
 from .schema import FEATURES, MAX_ABS, MAX_ID_CHARS, MAX_METADATA_VALUE_CHARS, TRANSACTION_ID_PATTERN, check_metadata
 from .config import ConfigError, Settings, env_flag, load_settings
-from . import alerts
+from .alerts import make_alert
+from .dispatch import build_dispatcher
+from .idempotency import build_idempotency_store, hash_payload
+from .traffic import build_traffic_log
 
 # %% auto #0
 __all__ = ['LOAD_ERRORS', 'TransactionId', 'FiniteNumber', 'ScoreRequest', 'logger', 'metrics', 'METRICS_ON', 'router', 'ROUTES',
@@ -251,8 +254,8 @@ class Service:
     def from_env(cls, env=None, load:bool=True) -> 'Service':
         "Validate the configuration and build every component; load the model now unless `load=False`"
         s = load_settings(env)
-        svc = cls(s, ModelHolder(s, log=logger), alerts.build_dispatcher(s.alert),
-                  alerts.build_idempotency_store(s.alert), alerts.build_traffic_log(s.alert))
+        svc = cls(s, ModelHolder(s, log=logger), build_dispatcher(s.alert),
+                  build_idempotency_store(s.alert), build_traffic_log(s.alert))
         if load: svc.holder.load()
         return svc
 
@@ -279,7 +282,7 @@ def _ms() -> float: return round((time.perf_counter() - _t0.get()) * 1000, 3)
 def _score(svc:Service, scorer:Scorer, tx:BaseModel) -> tuple[int, dict]:
     "(status, body) for one validated transaction"
     payload = tx.model_dump(mode='json')
-    tid, sha = tx.transaction_id, alerts.hash_payload(payload)
+    tid, sha = tx.transaction_id, hash_payload(payload)
     s = scorer.score_one(payload)
     body = {'transaction_id': tid, 'fraud_probability': s.fraud_probability, 'decision': s.decision,
             'reasons': s.reasons, 'model_version': s.model_version, 'latency_ms': 0.0}
@@ -305,8 +308,8 @@ def _after_score(svc:Service, tx, s):
         svc.traffic.record(tx.transaction_id, [getattr(tx, f) for f in FEATURES], s.fraud_probability, s.decision,
                            s.model_version)
     if s.decision != 'approve':
-        a = alerts.make_alert(tx.transaction_id, s.fraud_probability, s.decision, s.model_version, s.reasons,
-                              tx.metadata)
+        a = make_alert(tx.transaction_id, s.fraud_probability, s.decision, s.model_version, s.reasons,
+                       tx.metadata)
         out = svc.dispatcher.dispatch(a)
         if out.spooled or out.unspooled:
             _metric('AlertsSpooled', MetricUnit.Count, len(out.spooled) + len(out.unspooled))
