@@ -293,7 +293,7 @@ def _metrics_on(call):
 def _stage_contenders(svc, scorer, bodies) -> dict:
     "The handler's stages, each fed its own fresh validated transactions"
     from fraud_lambda.api import ScoreRequest
-    from fraud_lambda.alerts import hash_payload
+    from fraud_lambda.idempotency import hash_payload
     txs = [ScoreRequest.model_validate_json(b) for b in bodies]
     s = scorer.score_one(txs[0].model_dump())
     response = {'transaction_id': txs[0].transaction_id, 'fraud_probability': s.fraud_probability,
@@ -676,7 +676,8 @@ def aws_clients(endpoint:str, region:str='us-east-1') -> dict:
 
 def aws_resources(endpoint:str, region:str='us-east-1', prefix:str='fraud-lambda') -> dict:
     "The stack's resources on a local endpoint: model bucket, alert topic (with a reader queue subscribed), alerts and idempotency tables, dead-letter queue"
-    from fraud_lambda.alerts import ALERTS_TABLE_SCHEMA, IDEMPOTENCY_TABLE_SCHEMA
+    from fraud_lambda.sinks import ALERTS_TABLE_SCHEMA
+    from fraud_lambda.idempotency import IDEMPOTENCY_TABLE_SCHEMA
     c = aws_clients(endpoint, region)
     bucket = f'{prefix}-models'
     c['s3'].create_bucket(Bucket=bucket, **({} if region == 'us-east-1'

@@ -141,13 +141,14 @@ def _add_model(sub):
 def _cmd_alerts(a):
     "Dispatch `alerts <action>`"
     import json
-    from fraud_lambda import alerts as al
+    from fraud_lambda.sinks import list_alerts
+    from fraud_lambda.spool import list_spool, redeliver_spool
     if a.alerts_cmd == 'replay':
-        r = al.replay_spool(max_entries=a.max)
+        r = redeliver_spool(max_entries=a.max)
         print(json.dumps({k: v for k, v in vars(r).items()}, default=str))
         return 1 if (r.failed or r.remaining) else 0
-    if a.alerts_cmd == 'spool': print(json.dumps(al.list_spool(limit=a.limit), indent=1, default=str))
-    if a.alerts_cmd == 'list': print(json.dumps(al.list_alerts(since=a.since, limit=a.limit), indent=1, default=str))
+    if a.alerts_cmd == 'spool': print(json.dumps(list_spool(limit=a.limit), indent=1, default=str))
+    if a.alerts_cmd == 'list': print(json.dumps(list_alerts(since=a.since, limit=a.limit), indent=1, default=str))
 
 def _add_alerts(sub):
     "`alerts replay|spool|list`"

@@ -12,7 +12,7 @@ import pandas as pd
 import matplotlib.pyplot as plt
 from .schema import FEATURES, PCA_FEATURES
 from .data import LABEL, COLUMNS, file_sha256, load_transactions, time_split, validate_transactions, xy
-from .alerts import TrafficLog, read_traffic
+from .traffic import TrafficLog, read_traffic
 from .scorer import Scorer, decide
 
 # %% auto #0

@@ -18,9 +18,10 @@ from .config import Settings, env_flag, load_settings
 from .holder import ModelHolder, ModelUnavailable
 from .schema import FEATURES
 from .scorer import Scorer
-from .alerts import (
-    AlertDispatcher, IdempotencyStore, TrafficLog, build_dispatcher, build_idempotency_store, build_traffic_log,
-    hash_payload, make_alert)
+from .alerts import make_alert
+from .dispatch import AlertDispatcher, build_dispatcher
+from .idempotency import IdempotencyStore, build_idempotency_store, hash_payload
+from .traffic import TrafficLog, build_traffic_log
 
 # %% auto #0
 __all__ = ['logger', 'metrics', 'METRICS_ON', 'router', 'request_start', 'ROUTES', 'add_metric', 'flush_metrics', 'Service',

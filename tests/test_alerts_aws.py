@@ -2,9 +2,12 @@
 import json, logging, socket, threading, time
 import pytest
 from conftest import free_port
-from fraud_lambda.alerts import (ALERTS_TABLE_SCHEMA, IDEMPOTENCY_TABLE_SCHEMA, AlertDispatcher, DynamoDBIdempotencyStore,
-                                 DynamoDBSink, SNSSink, SQLiteSpool, SQSSpool, aws_client, build_dispatcher, build_sinks,
-                                 build_spool, hash_payload, make_alert, replay, replay_spool)
+from fraud_lambda.alerts import make_alert
+from fraud_lambda.awsclient import aws_client
+from fraud_lambda.sinks import ALERTS_TABLE_SCHEMA, DynamoDBSink, SNSSink, build_sinks
+from fraud_lambda.spool import SQLiteSpool, SQSSpool, build_spool, redeliver, redeliver_spool
+from fraud_lambda.dispatch import AlertDispatcher, build_dispatcher
+from fraud_lambda.idempotency import IDEMPOTENCY_TABLE_SCHEMA, DynamoDBIdempotencyStore, hash_payload
 
 TOPIC, QUEUE, DLQ, TABLE, IDEM = 'fraud-alerts', 'fraud-alerts-sub', 'fraud-alerts-dlq', 'flagged-transactions', 'fraud-idempotency'
 BUDGET_MS = 250      # the outage phases check the caller is back within this
@@ -132,7 +135,7 @@ def test_replay_resends_only_to_the_sink_that_missed(aws_env, tmp_path):
     assert 'ResourceNotFoundException' in outs[0].errors['dynamodb']
     assert disp.spool.count() == 3
     _resources(dlq=False, topic=False)
-    report = replay(disp.spool, disp.sinks)
+    report = redeliver(disp.spool, disp.sinks)
     assert (report.delivered, report.failed, report.remaining) == (3, 0, 0)
     assert _table_items() == [f'tx-{i:04d}#block' for i in range(3)]
     assert _sns_keys(res['queue']) == [f'tx-{i:04d}#block' for i in range(3)]
@@ -154,7 +157,7 @@ def test_sqs_spool_dlq(aws_env, tmp_path):
     assert body['sink'] in ('sns', 'dynamodb') and body['alert']['transaction_id'].startswith('tx-')
     assert peek['MessageAttributes']['sink']['StringValue'] == body['sink']
     res.update(_resources(dlq=False))
-    report = replay(disp.spool, disp.sinks)
+    report = redeliver(disp.spool, disp.sinks)
     assert (report.delivered, report.failed, report.duplicates) == (8, 0, 0), report
     assert report.remaining == 0 and disp.spool.count() == 0
     assert _table_items() == [f'tx-{i:04d}#block' for i in range(4)]
@@ -201,12 +204,12 @@ def test_fault_injection_stop_dispatch_restart_replay(private_env, tmp_path, cap
 
     srv.start()
     res = _resources()
-    report = replay_spool(env)
+    report = redeliver_spool(env)
     assert (report.delivered, report.failed, report.remaining) == (10, 0, 0), report
     spooled_keys = [f'tx-{i:04d}#block' for i in range(100, 105)]
     assert _table_items() == spooled_keys
     assert _sns_keys(res['queue']) == spooled_keys
-    again = replay_spool(env)
+    again = redeliver_spool(env)
     assert (again.delivered, again.remaining) == (0, 0)
     assert _sns_keys(res['queue']) == [] and _table_items() == spooled_keys
     disp.close()
@@ -231,7 +234,7 @@ def test_sqs_spool_down_falls_back_to_local_file(private_env, tmp_path, caplog):
     srv.start()
     res = _resources()
     spool = build_spool(env); spool.wait_s = 0
-    report = replay(spool, build_sinks(env))
+    report = redeliver(spool, build_sinks(env))
     assert (report.delivered, report.failed, report.remaining) == (2, 0, 0), report
     assert _table_items() == ['tx-0042#block'] and _sns_keys(res['queue']) == ['tx-0042#block']
     disp.close()

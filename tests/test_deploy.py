@@ -151,8 +151,8 @@ out = {'numpy': np.__version__, 'numpy_from_pkg': np.__file__.startswith(pkg), '
 if 'store' in mods:
     from fraud_lambda.store import open_store
     out['s3_client'] = type(open_store('s3://fraud-lambda-test/p').backend.client).__name__
-if 'alerts' in mods:
-    from fraud_lambda.alerts import aws_client
+if 'awsclient' in mods:
+    from fraud_lambda.awsclient import aws_client
     out['alert_clients'] = [type(aws_client(s)).__name__ for s in ('sns', 'dynamodb', 'sqs')]
 print(json.dumps(out))
 """

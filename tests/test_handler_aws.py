@@ -4,7 +4,9 @@ import json, time
 import boto3, pytest
 from conftest import MotoServer, free_port
 from fraud_lambda import handler as H
-from fraud_lambda.alerts import ALERTS_TABLE_SCHEMA, IDEMPOTENCY_TABLE_SCHEMA, replay_spool
+from fraud_lambda.sinks import ALERTS_TABLE_SCHEMA
+from fraud_lambda.idempotency import IDEMPOTENCY_TABLE_SCHEMA
+from fraud_lambda.spool import redeliver_spool
 from fraud_lambda.store import open_store
 from handler_support import call, event_body, load_event, make_bundle, with_body
 
@@ -80,13 +82,13 @@ def test_sink_server_stopped_mid_run_then_replayed_exactly_once(s3_model, aws_en
         restarted = MotoServer(port).start()
         try:
             sinks = _sinks(restarted.endpoint)  # fresh state on the same endpoint: recreate the topic, queue and table
-            report = replay_spool(env=env)
+            report = redeliver_spool(env=env)
             assert report.failed == 0 and report.remaining == 0 and report.delivered == 2, report
             msgs = _read_queue(sinks['sqs'], sinks['queue'])
             assert [m['transaction_id'] for m in msgs] == ['during-outage']
             items = sinks['ddb'].scan(TableName='flagged')['Items']
             assert [i['pk']['S'] for i in items] == ['during-outage']
-            again = replay_spool(env=env)
+            again = redeliver_spool(env=env)
             assert again.delivered == 0 and again.remaining == 0
         finally: restarted.stop()
     finally:
