@@ -250,7 +250,7 @@ class Score:
 
 # %% ../nbs/08c_scorer.ipynb #85fe9f30
 def decision_for(p, thresholds:dict):
-    "'approve' below `thresholds['review']`, 'block' at or above `thresholds['block']`, else 'review'; same shape as `p`"
+    "'approve' below `thresholds['review']`, 'block' at or above `thresholds['block']`, else 'review'; shape of `p`"
     p = np.asarray(p)
     codes = (p >= thresholds['review']).astype(np.int8) + (p >= thresholds['block'])
     return DECISIONS[int(codes)] if codes.ndim == 0 else np.asarray(DECISIONS)[codes]
