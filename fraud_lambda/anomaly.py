@@ -15,8 +15,10 @@ from sklearn.linear_model import LogisticRegression
 from .data import time_split, xy
 from .schema import FEATURES
 from .features import Preprocessor
-from .metrics import ranking_metrics, bootstrap_metrics, paired_bootstrap, expected_cost, decide, _stratified_weights
-from .scorer import Scorer, anomaly_percentile
+from .metrics import (ranking_metrics, bootstrap_metrics, paired_bootstrap, expected_cost,
+                                  decisions_at_thresholds, _stratified_weights)
+from .scorer import Scorer
+from .detectors import anomaly_percentile
 from .convert import export_anomaly, save_bundle
 
 # %% auto #0
@@ -50,7 +52,7 @@ def fit_detector(name:str, X_legit, seed:int=0, mcd_rows:int=10_000) -> Pipeline
 
 # %% ../nbs/16_anomaly.ipynb #3ca293e0
 def raw_score(detector, X) -> np.ndarray:
-    "The detector's raw score as scikit-learn gives it: `score_samples` of a forest (higher is normal), squared Mahalanobis distance of a covariance estimator"
+    "scikit-learn's raw score: `score_samples` of a forest (higher is normal), else squared Mahalanobis distance"
     steps = hasattr(detector, 'steps')
     last = detector[-1] if steps else detector
     Z = detector[:-1].transform(X) if steps else np.asarray(X, dtype=np.float64)
@@ -69,7 +71,7 @@ def budget_flags(score, budget:float=0.005) -> np.ndarray:
     return score >= np.partition(score, len(score) - k)[len(score) - k]
 
 def compare_detectors(detectors:dict, fit_s:dict, X, y, p, thresholds:dict, budget:float=0.005) -> pd.DataFrame:
-    "Validation metrics of each fitted detector's unusualness, and the classifier's approved frauds it flags within the budget"
+    "Validation metrics of each detector's unusualness, and how many approved frauds it flags within the budget"
     missed, rows = (np.asarray(y) == 1) & (np.asarray(p) < thresholds['review']), {}
     for name, det in detectors.items():
         u = unusualness(det, X)
@@ -77,7 +79,8 @@ def compare_detectors(detectors:dict, fit_s:dict, X, y, p, thresholds:dict, budg
         rows[name] = {'fit_s': round(fit_s[name], 1), 'average_precision': m['average_precision'],
                       'roc_auc': m['roc_auc'], 'recall_at_fpr_1pct': m['recall_at_fpr_1pct'],
                       'recall_at_fpr_0_1pct': m['recall_at_fpr_0_1pct'],
-                      'approved_frauds_flagged': f"{int((missed & budget_flags(u, budget)).sum())} of {int(missed.sum())}"}
+                      'approved_frauds_flagged':
+                          f"{int((missed & budget_flags(u, budget)).sum())} of {int(missed.sum())}"}
     return pd.DataFrame(rows).T
 
 def pick_detector(table:pd.DataFrame) -> str:
@@ -86,7 +89,7 @@ def pick_detector(table:pd.DataFrame) -> str:
 
 # %% ../nbs/16_anomaly.ipynb #a69649f2
 def calibration_table(unusual_train, n_points:int=1001, tail_points:int=200) -> tuple[np.ndarray, np.ndarray]:
-    "(levels, quantiles): `n_points` even levels plus `tail_points` in the top 0.1%, and the unusualness of training legitimate traffic at them"
+    "(levels, quantiles): `n_points` even levels plus `tail_points` in the top 0.1%, and legitimate unusualness there"
     if n_points < 2: raise ValueError(f"n_points must be >= 2, got {n_points}")
     u = np.asarray(unusual_train, dtype=np.float64)
     if u.ndim != 1 or len(u) == 0 or not np.isfinite(u).all():
@@ -125,7 +128,7 @@ def fit_stack(p, anomaly, y) -> LogisticRegression:
 
 # %% ../nbs/16_anomaly.ipynb #42af7f16
 def missed_and_caught(y, p, anomaly, thresholds:dict, amount=None, budget:float=0.005) -> dict:
-    "For the review and block thresholds: frauds the classifier misses, and how many of them the anomaly score's top `budget` flags"
+    "Per threshold (review, block): frauds the classifier misses, and how many the anomaly score's top `budget` flags"
     y, p = np.asarray(y), np.asarray(p)
     flagged = budget_flags(anomaly, budget)
     out = {'alerts': int(flagged.sum()), 'alert_frauds': int((flagged & (y == 1)).sum()), 'budget': budget}
@@ -139,11 +142,13 @@ def missed_and_caught(y, p, anomaly, thresholds:dict, amount=None, budget:float=
     return out
 
 # %% ../nbs/16_anomaly.ipynb #87e653c1
-def scatter_plot(y, p, anomaly, thresholds:dict, budget_cut:float, route_at:float|None=None, max_legit:int=20_000, seed:int=0):
+def scatter_plot(y, p, anomaly, thresholds:dict, budget_cut:float, route_at:float|None=None, max_legit:int=20_000,
+                 seed:int=0):
     "Classifier probability against anomaly score by class (logit axes), with the thresholds and the alert budget"
     import matplotlib.pyplot as plt
     y, p, a = np.asarray(y), np.clip(p, 1e-6, 1 - 1e-6), np.clip(anomaly, 1e-2, 1 - 1e-6)
-    legit = np.flatnonzero(y == 0); legit = np.random.default_rng(seed).choice(legit, min(max_legit, len(legit)), replace=False)
+    legit = np.flatnonzero(y == 0)
+    legit = np.random.default_rng(seed).choice(legit, min(max_legit, len(legit)), replace=False)
     fig, ax = plt.subplots(figsize=(8, 6))
     ax.scatter(p[legit], a[legit], s=3, alpha=0.25, color='#4C72B0', label=f'legitimate (random {len(legit):,})')
     ax.scatter(p[y == 1], a[y == 1], s=22, alpha=0.9, color='#C44E52', edgecolor='k', linewidth=0.3,
@@ -172,14 +177,15 @@ NEVER = 1.0 + 1e-9
 def policy_cost(y, p, anomaly, amount, thresholds:dict, threshold:float, review_cost:float=5.0,
                 block_cost:float=25.0) -> float:
     "Expected cost when approvals with anomaly score >= `threshold` go to review (the cost model of `expected_cost`)"
-    d = decide(p, thresholds['review'], thresholds['block'])
+    d = decisions_at_thresholds(p, thresholds['review'], thresholds['block'])
     d = np.where((d == 0) & (np.asarray(anomaly) >= threshold), 1, d)
     y, amount = np.asarray(y), np.asarray(amount, dtype=np.float64)
-    return float(np.sum(amount * ((d == 0) & (y == 1))) + review_cost * np.sum(d == 1) + block_cost * np.sum((d == 2) & (y == 0)))
+    return float(np.sum(amount * ((d == 0) & (y == 1))) + review_cost * np.sum(d == 1)
+                 + block_cost * np.sum((d == 2) & (y == 0)))
 
 def tune_anomaly_policy(y, p, anomaly, amount, thresholds:dict, review_cost:float=5.0, block_cost:float=25.0,
                         n_boot:int=1000, seed:int=0) -> dict:
-    "The review-routing threshold with the lowest cost on these (validation) rows, and whether it pays (saving > 0 with its 95% bootstrap interval above 0)"
+    "The cheapest review-routing threshold on these (validation) rows, and whether it pays (95% saving interval > 0)"
     y, p, a, amount = np.asarray(y), np.asarray(p), np.asarray(anomaly, dtype=np.float64), np.asarray(amount,
                                                                                                       dtype=np.float64)
     approved = p < thresholds['review']
@@ -229,9 +235,9 @@ def _holdout_rows(data) -> np.ndarray:
         return xy(time_split(load_transactions(data))[1])[0]
     return np.asarray(data, dtype=np.float64)
 
-def bench_anomaly(classifier, detector, table:tuple, data, out_dir='reports/bench', n:int=2000, warmup:int=200, policy:dict|None=None,
-                  name:str|None=None, primary:bool=True, work_dir=None) -> dict:
-    "Time the anomaly score (ours vs scikit-learn, one row) and `score_one` with and without the detector; merge into `out_dir/results.json`; `table` is (levels, quantiles)"
+def bench_anomaly(classifier, detector, table:tuple, data, out_dir='reports/bench', n:int=2000, warmup:int=200,
+                  policy:dict|None=None, name:str|None=None, primary:bool=True, work_dir=None) -> dict:
+    "Time the anomaly score (ours vs scikit-learn) and `score_one` with and without the detector into `out_dir`"
     from fraud_lambda.timing import interleaved_latencies, summarize_ns, merge_into, machine_info
     X = _holdout_rows(data)
     name = name or type(detector[-1] if hasattr(detector, 'steps') else detector).__name__

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 import numpy as np
 from .schema import FEATURES
 from .timing import interleaved_latencies, machine_info, merge_into, summarize_ns
-from .scorer import Scorer, decide
+from .scorer import Scorer, decision_for
 from .convert import save_bundle
 
 # %% auto #0

@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt
 from .schema import FEATURES, PCA_FEATURES
 from .data import LABEL, COLUMNS, file_sha256, load_transactions, time_split, validate_transactions, xy
 from .traffic import TrafficLog, read_traffic
-from .scorer import Scorer, decide
+from .scorer import Scorer, decision_for
 
 # %% auto #0
 __all__ = ['PSI_MODERATE', 'PSI_SHIFT', 'DRIFT_FEATURES', 'SIMULATION_START', 'LABEL_COLUMNS', 'LEVEL_COLOURS', 'DriftError',
@@ -122,7 +122,7 @@ def simulate_traffic(data_path, bundle_dir, traffic_db, holdout_frac:float=0.2, 
     _, ho = time_split(_rows_of(data_path), holdout_frac)
     X, y = xy(ho)
     p = scorer.score_batch(X)
-    d = decide(p, scorer.thresholds)
+    d = decision_for(p, scorer.thresholds)
     rows = [{'transaction_id': f'row-{r}', 'features': x, 'fraud_probability': float(pi), 'decision': str(di),
              'model_version': scorer.version, 'scored_at': start + t} for r, x, pi, di, t in zip(ho['row'], X.tolist(),
                                                                                                  p, d, ho['Time'])]

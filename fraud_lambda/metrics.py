@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 
 # %% auto #0
-__all__ = ['METRICS', 'DECISIONS', 'ranking_metrics', 'bootstrap_metrics', 'paired_bootstrap', 'decide', 'expected_cost',
-           'operating_point']
+__all__ = ['METRICS', 'DECISIONS', 'ranking_metrics', 'bootstrap_metrics', 'paired_bootstrap', 'decisions_at_thresholds',
+           'expected_cost', 'operating_point']
 
 # %% ../nbs/04_metrics.ipynb #73dc3c02
 def _order(y, s):
@@ -123,7 +123,7 @@ def paired_bootstrap(y, s_a, s_b, metric:str='average_precision', n_boot:int=100
 # %% ../nbs/04_metrics.ipynb #8f1cec3f
 DECISIONS = ('approve', 'review', 'block')
 
-def decide(p, review:float, block:float) -> np.ndarray:
+def decisions_at_thresholds(p, review:float, block:float) -> np.ndarray:
     "0 approve, 1 review, 2 block for probabilities `p`"
     if not review <= block: raise ValueError(f"review threshold {review} must be <= block threshold {block}")
     p = np.asarray(p)
@@ -131,17 +131,17 @@ def decide(p, review:float, block:float) -> np.ndarray:
 
 def expected_cost(y, p, amount, review:float, block:float, review_cost:float=5.0, block_cost:float=25.0) -> float:
     "Total cost of a (review, block) policy on labelled rows"
-    d, y, amount = decide(p, review, block), np.asarray(y), np.asarray(amount, dtype=float)
+    d, y, amount = decisions_at_thresholds(p, review, block), np.asarray(y), np.asarray(amount, dtype=float)
     return float(np.sum(amount * ((d == 0) & (y == 1))) + review_cost * np.sum(d == 1) + block_cost * np.sum((d == 2) & (y == 0)))
 
 # %% ../nbs/04_metrics.ipynb #e765e040
 def operating_point(y, p, review:float, block:float, amount=None, **cost) -> dict:
     "Precision, recall, FPR, accuracy, confusion counts (flagged = review or block) and expected cost"
     y = np.asarray(y)
-    flag = decide(p, review, block) > 0
+    flag = decisions_at_thresholds(p, review, block) > 0
     tp, fp = int(np.sum(flag & (y == 1))), int(np.sum(flag & (y == 0)))
     fn, tn = int(np.sum(~flag & (y == 1))), int(np.sum(~flag & (y == 0)))
-    d = decide(p, review, block)
+    d = decisions_at_thresholds(p, review, block)
     out = {'precision': tp / max(tp + fp, 1), 'recall': tp / max(tp + fn, 1), 'fpr': fp / max(fp + tn, 1),
            'accuracy': (tp + tn) / len(y), 'tp': tp, 'fp': fp, 'fn': fn, 'tn': tn,
            'reviewed': int(np.sum(d == 1)), 'blocked': int(np.sum(d == 2)),

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 import numpy as np
-from .metrics import decide, expected_cost, operating_point
+from .metrics import decisions_at_thresholds, expected_cost, operating_point
 import matplotlib.pyplot as plt
 
 # %% auto #0

@@ -11,14 +11,14 @@ SCRIPT = """
 import json, sys
 import numpy as np
 import fraud_lambda.bundle
-from fraud_lambda.scorer import Scorer, decide
+from fraud_lambda.scorer import Scorer, decision_for
 s = Scorer.from_path(sys.argv[1])
 rows = np.array(json.loads(sys.argv[2]))
 one = s.score_one(dict(zip(s.manifest['features'], rows[0].tolist()), transaction_id='t-1'))
 batch = s.score_batch(rows)
 heavy = sorted({m.split('.')[0] for m in sys.modules} & set(json.loads(sys.argv[3])))
 print(json.dumps({'heavy': heavy, 'one': one.fraud_probability, 'batch': batch.tolist(),
-                  'decisions': decide(batch, s.thresholds).tolist(), 'reasons': one.reasons}))
+                  'decisions': decision_for(batch, s.thresholds).tolist(), 'reasons': one.reasons}))
 """
 
 @pytest.fixture(scope='module')
