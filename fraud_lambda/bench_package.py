@@ -8,8 +8,8 @@ import json, shutil, subprocess, tempfile, threading, time, uuid, zipfile
 from pathlib import Path
 import numpy as np
 from .motoserver import MotoServer
-from .package import (MB, UNZIPPED_LIMIT, ZIP_LIMIT, build_package, package_sizes, runtime_sdk,
-                                  seed_package_size)
+from .package import MB, UNZIPPED_LIMIT, ZIP_LIMIT, package_sizes
+from .package import build_package, runtime_sdk, seed_package_size
 from .deploy import publish_champion
 from .bench_scoring import dir_mb, fmt_figure, machine_line
 from .bench_handler import transaction_bodies

@@ -8,8 +8,7 @@ import json, re, time
 from datetime import datetime, timezone
 from pathlib import Path
 from .bundle import MANIFEST, sha256_file
-from .package import (DeployError, build_package, check_package_limits, lambda_machine,
-                                  source_dir)
+from .package import DeployError, build_package, check_package_limits, lambda_machine, source_dir
 
 # %% auto #0
 __all__ = ['TEMPLATE_BODY_LIMIT', 'CAPABILITIES', 'aws_session', 'account_id', 'change_set_type', 'template_with_code',
