@@ -72,7 +72,7 @@ SAM_PYTHON ?= python3
 .PHONY: package build-FraudFunction
 
 package: venv
-	$(BIN)/python -c 'import sys; from fraud_lambda.deploy import build_package; build_package(sys.argv[1])' $(FRAUD_LAMBDA_ARCH)
+	$(BIN)/python -c 'import sys; from fraud_lambda.package import build_package; build_package(sys.argv[1])' $(FRAUD_LAMBDA_ARCH)
 
 build-FraudFunction:
-	$(SAM_PYTHON) -c 'import sys; from fraud_lambda.deploy import stage_package; stage_package(sys.argv[1], arch=sys.argv[2])' "$(ARTIFACTS_DIR)" $(FRAUD_LAMBDA_ARCH)
+	$(SAM_PYTHON) -c 'import sys; from fraud_lambda.package import stage_package; stage_package(sys.argv[1], arch=sys.argv[2])' "$(ARTIFACTS_DIR)" $(FRAUD_LAMBDA_ARCH)

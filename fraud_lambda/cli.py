@@ -363,7 +363,7 @@ def _add_retrain(sub):
 # %% ../nbs/20_cli.ipynb #2c9bd413
 def _cmd_package(a):
     "Build dist/fraud-lambda-<version>-<arch>.zip"
-    from fraud_lambda.deploy import build_package
+    from fraud_lambda.package import build_package
     print(build_package(a.arch, a.out))
 
 def _cmd_deploy(a):

@@ -1,48 +1,9 @@
 """Shared pytest fixtures: a real moto_server over HTTP on 127.0.0.1, started and stopped by the test session."""
-import os, socket, subprocess, sys, time, urllib.request
 from pathlib import Path
 import pytest
+from fraud_lambda.motoserver import MotoServer, free_port   # one home; tests import them from here too
 
 ROOT = Path(__file__).resolve().parents[1]
-
-def free_port() -> int:
-    "A TCP port that is free on 127.0.0.1 right now"
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
-
-def _wait_http(url, timeout=30.0):
-    "Poll `url` until it answers 200"
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=1) as r:
-                if r.status == 200: return
-        except OSError: time.sleep(0.1)
-    raise RuntimeError(f'{url} did not come up within {timeout} s')
-
-class MotoServer:
-    "A `moto_server` subprocess on 127.0.0.1:`port`"
-    def __init__(self, port=None):
-        self.port = port or free_port()
-        self.endpoint = f'http://127.0.0.1:{self.port}'
-        self.proc = None
-    def start(self):
-        exe = Path(sys.executable).with_name('moto_server')
-        cmd = [str(exe)] if exe.exists() else [sys.executable, '-m', 'moto.server']
-        self.proc = subprocess.Popen(cmd + ['-H', '127.0.0.1', '-p', str(self.port)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        _wait_http(self.endpoint + '/moto-api/')
-        return self
-    def reset(self):
-        req = urllib.request.Request(self.endpoint + '/moto-api/reset', method='POST')
-        urllib.request.urlopen(req, timeout=5).read()
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try: self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired: self.proc.kill(); self.proc.wait()
-    @property
-    def running(self): return self.proc is not None and self.proc.poll() is None
 
 @pytest.fixture(scope='session')
 def moto_server():

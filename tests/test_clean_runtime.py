@@ -2,13 +2,15 @@
 importable, configured only through the environment template.yaml gives the function, the model pulled from S3 on a real
 moto_server over HTTP, alerts to SNS (read back through a subscribed SQS queue) and DynamoDB, idempotency in DynamoDB.
 
-The harness (`fraud_lambda.bench.invoke_clean_runtime` and friends) is the one `make bench` uses to measure
+The harness (`fraud_lambda.bench_package.invoke_clean_runtime` and friends) is the one `make bench` uses to measure
 `package.clean_runtime_cold_start_ms`; this test runs it with the committed SAM-generated events and prints the cold start.
 No timing is asserted."""
 import json, uuid, zipfile
 import boto3, pytest
-from fraud_lambda import bench as B
-from fraud_lambda import deploy as D
+from fraud_lambda import bench_package as B
+from fraud_lambda import package as P
+from fraud_lambda.deploy import publish_champion
+from fraud_lambda.schema import FEATURES
 from handler_support import event_body, load_event, make_bundle, with_body
 
 @pytest.fixture(scope='session')
@@ -17,9 +19,9 @@ def runtime(tmp_path_factory):
     python, version = B.lambda_python()
     if version != '3.12': print(f"\nWARNING: no python3.12 here; running the clean runtime on python{version} ({python}) with a package built for it")
     base = tmp_path_factory.mktemp('clean-runtime')
-    package = D.build_package('x86_64', base/'dist', python_version=version, echo=print)
+    package = P.build_package('x86_64', base/'dist', python_version=version, echo=print)
     task = B.unpack_package(package, base/'task')
-    sdk = B.compile_tree(D.runtime_sdk(base/'sdk', python_version=version), python)   # taken to be precompiled in Lambda's /var/runtime
+    sdk = B.compile_tree(P.runtime_sdk(base/'sdk', python_version=version), python)   # taken to be precompiled in Lambda's /var/runtime
     return {'python': python, 'version': version, 'task': task, 'sdk': sdk, 'package': package}
 
 def test_the_package_holds_no_research_stack_and_no_sdk(runtime):
@@ -29,7 +31,7 @@ def test_the_package_holds_no_research_stack_and_no_sdk(runtime):
 
 def test_handler_in_a_clean_runtime_with_the_model_from_s3(runtime, aws_env, tmp_path):
     res = B.aws_resources(aws_env.endpoint)
-    version = B.publish_champion(make_bundle(tmp_path/'bundle'), res['store_uri'])
+    version = publish_champion(make_bundle(tmp_path/'bundle'), res['store_uri'], echo=None)['version']
     env = B.lambda_env(res, tmp_path/'fn', runtime['version'], budget_ms=2000)
     run = uuid.uuid4().hex[:8]
     names = ['rest_score_legit', 'rest_score_fraud', 'rest_score_bad', 'http_score_fraud']
@@ -43,7 +45,7 @@ def test_handler_in_a_clean_runtime_with_the_model_from_s3(runtime, aws_env, tmp
     assert out['isolated'] and out['python'].startswith(runtime['version'])
     assert [p for p in out['sys_path'] if 'site-packages' in p] == [] and out['sys_path'][:2] == [str(runtime['task']), str(runtime['sdk'])]
     assert out['origins']['fraud_lambda.handler'].startswith(str(runtime['task'])) and out['origins']['numpy'].startswith(str(runtime['task']))
-    assert out['origins']['boto3'].startswith(str(runtime['sdk'])) and out['boto3'] == D.RUNTIME_BOTO3_FLOOR
+    assert out['origins']['boto3'].startswith(str(runtime['sdk'])) and out['boto3'] == P.RUNTIME_BOTO3_FLOOR
     assert out['research_importable'] == []
     assert out['loaded_at_init'], 'the service and model should be built at import (init phase), as AWS_LAMBDA_FUNCTION_NAME and AWS_EXECUTION_ENV are set'
 
@@ -54,7 +56,7 @@ def test_handler_in_a_clean_runtime_with_the_model_from_s3(runtime, aws_env, tmp
     assert legit['decision'] == 'approve' and legit['fraud_probability'] < 0.5 and legit['transaction_id'] == tids['rest_score_legit']
     for b, n in ((fraud, 'rest_score_fraud'), (fraud_v2, 'http_score_fraud')):
         assert b['decision'] == 'block' and b['fraud_probability'] > 0.9 and b['transaction_id'] == tids[n], b
-        assert 1 <= len(b['reasons']) <= 3 and all(r['feature'] in B.FEATURES and r['contribution'] > 0 for r in b['reasons']), b['reasons']
+        assert 1 <= len(b['reasons']) <= 3 and all(r['feature'] in FEATURES and r['contribution'] > 0 for r in b['reasons']), b['reasons']
     assert {b['model_version'] for b in (legit, fraud, fraud_v2)} == {version}
     assert bad['error']['code'] == 'invalid_request' and {'Amount', 'V7'} <= {e['field'] for e in bad['error']['errors']}, bad
 

@@ -14,6 +14,7 @@ import hashlib, json, os, shutil, subprocess, sys, zipfile
 from pathlib import Path
 import boto3, pytest
 from fraud_lambda import deploy as D
+from fraud_lambda import package as P
 from fraud_lambda.bundle import sha256_file
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -72,40 +73,40 @@ Outputs:
 @pytest.fixture(scope='session')
 def packages(tmp_path_factory):
     "{arch: zip path}, each built once; built without the serving modules this checkout does not have yet (reported)"
-    out = tmp_path_factory.mktemp('dist'); missing = D.missing_serving_modules()
+    out = tmp_path_factory.mktemp('dist'); missing = P.missing_serving_modules()
     if missing: print(f"\nbuilding without {', '.join(missing)} (not in this checkout yet)")
-    return {arch: D.build_package(arch, out, missing_ok=bool(missing), echo=print) for arch in ('x86_64', 'arm64')}
+    return {arch: P.build_package(arch, out, missing_ok=bool(missing), echo=print) for arch in ('x86_64', 'arm64')}
 
 def names(path): return zipfile.ZipFile(path).namelist()
 
 @pytest.mark.parametrize('arch', ['x86_64', 'arm64'])
 def test_package_is_within_lambda_limits(packages, arch):
     p = packages[arch]
-    assert p.name == f"fraud-lambda-{D._version()}-{arch}.zip"
-    s = D.check_package_limits(p)
-    print(f"\n{arch}: {D.format_sizes(s)}")
-    assert s['zipped_bytes'] <= D.ZIP_LIMIT and s['unzipped_bytes'] <= D.UNZIPPED_LIMIT
-    assert s['unzipped_bytes'] > s['zipped_bytes'] > 1 * D.MB
+    assert p.name == f"fraud-lambda-{P._version()}-{arch}.zip"
+    s = P.check_package_limits(p)
+    print(f"\n{arch}: {P.format_sizes(s)}")
+    assert s['zipped_bytes'] <= P.ZIP_LIMIT and s['unzipped_bytes'] <= P.UNZIPPED_LIMIT
+    assert s['unzipped_bytes'] > s['zipped_bytes'] > 1 * P.MB
 
 @pytest.mark.parametrize('arch', ['x86_64', 'arm64'])
 def test_package_holds_the_inference_path_only(packages, arch):
     n = names(packages[arch]); top = {x.split('/')[0] for x in n}
-    assert 'fraud_lambda/handler.py' in D.SERVING_MODULES
-    assert {m for m in D.SERVING_MODULES if (ROOT/m).exists()} <= set(n)
+    assert 'fraud_lambda/handler.py' in P.SERVING_MODULES
+    assert {m for m in P.SERVING_MODULES if (ROOT/m).exists()} <= set(n)
     src = [x for x in n if x.startswith('fraud_lambda/') and '__pycache__/' not in x]
-    assert not [x for x in src if x not in D.SERVING_MODULES + D.OPTIONAL_SERVING_MODULES]
-    assert not top & set(D.RESEARCH_STACK), top & set(D.RESEARCH_STACK)
+    assert not [x for x in src if x not in P.SERVING_MODULES + P.OPTIONAL_SERVING_MODULES]
+    assert not top & set(P.RESEARCH_STACK), top & set(P.RESEARCH_STACK)
     assert not top & set(RUNTIME_PROVIDED_TOP), top & set(RUNTIME_PROVIDED_TOP)
     dists = {x.split('-')[0].lower() for x in top if x.endswith('.dist-info')}
     assert {'numpy', 'pydantic', 'pydantic_core', 'aws_lambda_powertools'} <= dists
     assert not dists & {'boto3', 'botocore', 's3transfer', 'jmespath', 'urllib3', 'python_dateutil', 'six', *SEED_ONLY}, dists
     assert not [x for x in n if ('__pycache__/' in x and not x.endswith('.cpython-312.pyc')) or '/tests/' in x or x.endswith('.pyi') or x.startswith('bin/')]
-    if D._python_for('3.12'):   # bytecode for the runtime's python, so cold starts do not compile from source
+    if P._python_for('3.12'):   # bytecode for the runtime's python, so cold starts do not compile from source
         assert 'fraud_lambda/__pycache__/handler.cpython-312.pyc' in n and 'numpy/__pycache__/__init__.cpython-312.pyc' in n
 
 @pytest.mark.parametrize('arch', ['x86_64', 'arm64'])
 def test_numpy_is_compiled_for_the_architecture(packages, arch):
-    z = zipfile.ZipFile(packages[arch]); m = D.LAMBDA_ARCHS[arch]
+    z = zipfile.ZipFile(packages[arch]); m = P.LAMBDA_ARCHS[arch]
     ext = [x for x in z.namelist() if x.startswith('numpy/_core/_multiarray_umath.') and x.endswith('.so')]
     assert ext == [f'numpy/_core/_multiarray_umath.cpython-312-{m}-linux-gnu.so'], ext
     head = z.read(ext[0])[:20]
@@ -117,14 +118,14 @@ def test_same_tree_same_zip(packages, tmp_path):
     "Deterministic: unzipping and re-zipping gives the identical bytes, so the SHA-256 names the content"
     p = packages['x86_64']; tree = tmp_path/'tree'
     zipfile.ZipFile(p).extractall(tree)
-    assert sha256_file(D.write_zip(tree, tmp_path/'again.zip')) == sha256_file(p)
+    assert sha256_file(P.write_zip(tree, tmp_path/'again.zip')) == sha256_file(p)
 
 def test_missing_serving_module_fails_before_any_download(tmp_path):
     src = tmp_path/'src'
-    for m in D.SERVING_MODULES:
+    for m in P.SERVING_MODULES:
         if not m.endswith('handler.py'): (src/m).parent.mkdir(parents=True, exist_ok=True); (src/m).write_text('')
-    with pytest.raises(D.DeployError, match='fraud_lambda/handler.py missing from'):
-        D.build_package('x86_64', tmp_path/'dist', source=src, echo=None)
+    with pytest.raises(P.DeployError, match='fraud_lambda/handler.py missing from'):
+        P.build_package('x86_64', tmp_path/'dist', source=src, echo=None)
     assert not (tmp_path/'dist').exists() or not any((tmp_path/'dist').iterdir())
 
 def _python312():
@@ -162,12 +163,12 @@ def test_package_runs_on_bare_python312_with_the_oldest_runtime_sdk(packages, tm
     "The x86_64 zip under `python3.12 -I -S` (no site-packages), boto3 at RUNTIME_BOTO3_FLOOR behind it, as Lambda's /var/runtime"
     base = tmp_path_factory.mktemp('runtime'); pkg, sdk = base/'task', base/'sdk'
     zipfile.ZipFile(packages['x86_64']).extractall(pkg)
-    D.runtime_sdk(sdk)
+    P.runtime_sdk(sdk)
     env = {'PATH': '/usr/bin:/bin', 'AWS_DEFAULT_REGION': 'us-east-1', 'HOME': str(base)}
     r = subprocess.run([_python312(), '-I', '-S', '-c', IMPORT_CHECK, str(pkg), str(sdk)], capture_output=True, text=True, env=env, timeout=120)
     assert r.returncode == 0, r.stderr[-3000:]
     out = json.loads(r.stdout.strip().splitlines()[-1]); print('\n', out)
-    assert out['numpy_from_pkg'] and out['boto3_from_sdk'] and out['boto3'] == D.RUNTIME_BOTO3_FLOOR
+    assert out['numpy_from_pkg'] and out['boto3_from_sdk'] and out['boto3'] == P.RUNTIME_BOTO3_FLOOR
     assert out['bundle_sum'] == 3.0 and out['research_importable'] == []
     assert {'__init__', 'preprocess', 'bundle'} <= set(out['modules'])
 

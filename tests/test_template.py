@@ -5,7 +5,8 @@ import os, shutil, subprocess, sys
 from pathlib import Path
 import pytest
 from cfnlint.decode import decode
-from fraud_lambda.deploy import HANDLER, template_with_code
+from fraud_lambda.package import HANDLER
+from fraud_lambda.deploy import template_with_code
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT/'template.yaml'
