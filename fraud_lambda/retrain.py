@@ -184,11 +184,12 @@ class RetrainResult:
     def exit_code(self) -> int: return exit_code(self.decision)
 
 # %% ../nbs/14_retrain.ipynb #35c2f745
-REPORT_PARAMS = ('rf_trees', 'gbm_trees', 'n_boot', 'review_cost', 'block_cost', 'seed', 'html')
-
 def _unique_run_id() -> str:
     "`run-YYYYmmdd-HHMMSS-xxxx`: sortable, and distinct for retrains started in the same second"
     return f"{new_run_id()}-{uuid.uuid4().hex[:4]}"
+
+# %% ../nbs/14_retrain.ipynb #0b9d5aca
+REPORT_PARAMS = ('rf_trees', 'gbm_trees', 'n_boot', 'review_cost', 'block_cost', 'seed', 'html')
 
 def _report_kwargs(report_params, n_boot):
     "The keyword arguments of `run_report`: `n_boot` and the known `report_params`, else a RetrainError"
@@ -196,6 +197,7 @@ def _report_kwargs(report_params, n_boot):
     if bad: raise RetrainError(f"unknown report_params {', '.join(bad)}; known: {', '.join(REPORT_PARAMS)}")
     return {'n_boot': n_boot, **(report_params or {})}
 
+# %% ../nbs/14_retrain.ipynb #32a4ba1b
 def _check_report(run_dir, y, fingerprint):
     "The run's holdout labels and data file must be the ones the retrain loaded"
     ys = np.load(Path(run_dir)/'scores.npz')['y_holdout']
