@@ -250,18 +250,22 @@ class _ServerProcess:
     "`fraud-lambda serve` in a subprocess on a free port"
     def __init__(self, args, env):
         import socket, subprocess
-        with socket.socket() as sk: sk.bind(('127.0.0.1', 0)); self.port = sk.getsockname()[1]
+        with socket.socket() as sk:
+            sk.bind(('127.0.0.1', 0))
+            self.port = sk.getsockname()[1]
         self.url = f'http://127.0.0.1:{self.port}'
-        self.proc = subprocess.Popen([sys.executable, '-m', 'fraud_lambda.cli', 'serve', '--port', str(self.port), *args], env=env,
-                                     stdout=subprocess.DEVNULL)
+        cmd = [sys.executable, '-m', 'fraud_lambda.cli', 'serve', '--port', str(self.port), *args]
+        self.proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL)
     def wait_ready(self, timeout=60):
         import time, urllib.request, urllib.error
         end = time.monotonic() + timeout
         while time.monotonic() < end:
-            if self.proc.poll() is not None: raise RuntimeError(f'the local API exited with status {self.proc.returncode}')
+            if self.proc.poll() is not None:
+                raise RuntimeError(f'the local API exited with status {self.proc.returncode}')
             try:
                 with urllib.request.urlopen(self.url + '/health', timeout=2): return self
-            except urllib.error.HTTPError as e: raise RuntimeError(f'the local API has no model: {e.read()[:200]!r}') from None
+            except urllib.error.HTTPError as e:
+                raise RuntimeError(f'the local API has no model: {e.read()[:200]!r}') from None
             except OSError: time.sleep(0.2)
         raise RuntimeError(f'the local API did not start within {timeout} s')
     def stop(self):
@@ -271,7 +275,8 @@ class _ServerProcess:
 
 def _spawn_server(a, key):
     "Start and wait for a local API subprocess configured like this command"
-    args = (['--store', a.store] if a.store else []) + (['--api-key', key] if key else []) + (['--metrics'] if a.metrics else [])
+    args = ((['--store', a.store] if a.store else []) + (['--api-key', key] if key else [])
+            + (['--metrics'] if a.metrics else []))
     srv = _ServerProcess(args, {**os.environ, **_serve_env(a)})
     try: return srv.wait_ready()
     except BaseException:
@@ -323,13 +328,20 @@ def _cmd_labels(a):
 # %% ../nbs/20_cli.ipynb #f8d954b6
 def _add_retrain(sub):
     "`retrain`, `drift`, `labels merge`"
-    p = sub.add_parser('retrain', help='retrain on new data; promote only if not worse than the champion (exit 0 promoted, 1 kept, 2 failed, 3 conflict)')
+    p = sub.add_parser('retrain', help='retrain on new data; promote only if not worse than the champion '
+                                       '(exit 0 promoted, 1 kept, 2 failed, 3 conflict)')
     p.add_argument('--data', required=True, help='transactions CSV with labels (the latest export)')
-    p.add_argument('--store', help='s3://bucket/prefix or a directory (default: $FRAUD_LAMBDA_STORE_URI or .fraud-lambda/store)')
-    p.add_argument('--name', default='fraud'); p.add_argument('--reports-dir'); p.add_argument('--run-id')
-    p.add_argument('--as-of', type=float, help='train as if at this Time (seconds): only transactions with Time <= AS_OF')
-    p.add_argument('--margin', type=float, default=0.02, help='non-inferiority margin for AP and recall@1%%FPR (default 0.02)')
-    p.add_argument('--n-boot', type=int, default=1000); p.add_argument('--rf-trees', type=int, default=100)
+    p.add_argument('--store',
+                   help='s3://bucket/prefix or a directory (default: $FRAUD_LAMBDA_STORE_URI or .fraud-lambda/store)')
+    p.add_argument('--name', default='fraud')
+    p.add_argument('--reports-dir')
+    p.add_argument('--run-id')
+    p.add_argument('--as-of', type=float,
+                   help='train as if at this Time (seconds): only transactions with Time <= AS_OF')
+    p.add_argument('--margin', type=float, default=0.02,
+                   help='non-inferiority margin for AP and recall@1%%FPR (default 0.02)')
+    p.add_argument('--n-boot', type=int, default=1000)
+    p.add_argument('--rf-trees', type=int, default=100)
     p.add_argument('--gbm-trees', type=int, default=600)
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--no-html', action='store_true')

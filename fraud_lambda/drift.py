@@ -23,11 +23,12 @@ __all__ = ['PSI_MODERATE', 'PSI_SHIFT', 'DRIFT_FEATURES', 'SIMULATION_START', 'L
 
 # %% ../nbs/15_drift.ipynb #8f8dae29
 class DriftError(ValueError):
-    "Drift or feedback input that cannot be used: the message names the file, column or sample and what was expected"
+    "Drift or feedback input that cannot be used: the message names the file, column or sample, and what was expected"
 
 PSI_MODERATE, PSI_SHIFT = 0.1, 0.2
 
 def _finite_sample(values, what) -> np.ndarray:
+    "`values` as a flat float array, else a DriftError naming `what` and the first non-finite position"
     v = np.asarray(values, dtype=np.float64).ravel()
     if v.size == 0: raise DriftError(f"{what} is empty: need at least one value")
     bad = ~np.isfinite(v)
@@ -37,7 +38,7 @@ def _finite_sample(values, what) -> np.ndarray:
     return v
 
 def quantile_edges(reference, n_bins:int=10) -> np.ndarray:
-    "Interior bin edges at the reference's quantiles, duplicates (ties) removed; bins are (-inf, e0], (e0, e1], ..., (e_last, inf)"
+    "Interior bin edges at the reference's quantiles, ties removed; bins are (-inf, e0], (e0, e1], ..., (e_last, inf)"
     if not isinstance(n_bins, (int, np.integer)) or n_bins < 2:
         raise DriftError(f"n_bins must be an integer >= 2, got {n_bins!r}")
     ref = _finite_sample(reference, 'reference sample')
@@ -50,7 +51,7 @@ def bin_shares(values, edges) -> np.ndarray:
 
 # %% ../nbs/15_drift.ipynb #8eaf8770
 def psi(expected, actual, eps:float=1e-4) -> float:
-    "Population stability index between bin shares `expected` (reference) and `actual` (recent), shares floored at `eps`"
+    "Population stability index between bin shares `expected` (reference) and `actual` (recent), floored at `eps`"
     e, a = np.maximum(np.asarray(expected, float), eps), np.maximum(np.asarray(actual, float), eps)
     if e.shape != a.shape: raise DriftError(f"expected and actual need the same bins, got {e.shape} and {a.shape}")
     return float(np.sum((a - e) * np.log(a / e)))
@@ -88,7 +89,7 @@ def drift_table(reference:pd.DataFrame, recent:pd.DataFrame, n_bins:int=10, eps:
 
 # %% ../nbs/15_drift.ipynb #d66c3f6e
 def same_hours(reference:pd.DataFrame, recent:pd.DataFrame, min_share:float=0.005) -> pd.DataFrame:
-    "The reference rows in the hours of day (integer hours holding at least `min_share` of recent rows) that `recent` covers"
+    "The reference rows in the hours of day that `recent` covers (hours holding at least `min_share` of its rows)"
     hour = lambda d: (d['Time'].to_numpy(dtype='float64') % 86_400 // 3600).astype(int)
     shares = np.bincount(hour(recent), minlength=24) / len(recent)
     kept = reference[np.isin(hour(reference), np.flatnonzero(shares >= min_share))]
@@ -113,8 +114,9 @@ def _rows_of(data_path) -> pd.DataFrame:
     df['row'] = np.arange(len(df))
     return df
 
-def simulate_traffic(data_path, bundle_dir, traffic_db, holdout_frac:float=0.2, start:float=SIMULATION_START) -> dict:
-    "Score the holdout of `data_path` with the bundle and write it to a new traffic log at `traffic_db`, as the handler would"
+def simulate_traffic(data_path, bundle_dir, traffic_db, holdout_frac:float=0.2,
+                     start:float=SIMULATION_START) -> dict:
+    "Score the holdout of `data_path` with the bundle into a new traffic log at `traffic_db`, as the handler would"
     if Path(traffic_db).exists():
         raise DriftError(f"{traffic_db} already exists: simulate into a new traffic log, or read this one "
                          "with traffic_frame")
@@ -124,8 +126,8 @@ def simulate_traffic(data_path, bundle_dir, traffic_db, holdout_frac:float=0.2, 
     p = scorer.score_batch(X)
     d = decision_for(p, scorer.thresholds)
     rows = [{'transaction_id': f'row-{r}', 'features': x, 'fraud_probability': float(pi), 'decision': str(di),
-             'model_version': scorer.version, 'scored_at': start + t} for r, x, pi, di, t in zip(ho['row'], X.tolist(),
-                                                                                                 p, d, ho['Time'])]
+             'model_version': scorer.version, 'scored_at': start + t}
+            for r, x, pi, di, t in zip(ho['row'], X.tolist(), p, d, ho['Time'])]
     log = TrafficLog(traffic_db)
     try: log.record_many(rows)
     finally: log.close()
@@ -143,7 +145,8 @@ def _epochs(col:pd.Series, path) -> np.ndarray:
     parsed = pd.to_datetime(col.where(num.isna()), errors='coerce', utc=True, format='ISO8601')
     bad = num.isna() & parsed.isna()
     if bad.any():
-        raise DriftError(f"{path}: labelled_at must be epoch seconds or ISO-8601, got {col[bad].iloc[0]!r} at line {int(np.flatnonzero(bad.to_numpy())[0]) + 2}")
+        raise DriftError(f"{path}: labelled_at must be epoch seconds or ISO-8601, got {col[bad].iloc[0]!r} at line "
+                         f"{int(np.flatnonzero(bad.to_numpy())[0]) + 2}")
     return np.where(num.notna(), num, (parsed - pd.Timestamp(0, tz='UTC')).dt.total_seconds())
 
 def read_labels(path) -> pd.DataFrame:
@@ -213,7 +216,9 @@ def simulate_labels(data_path, traffic_db, labels_csv, approved_fraction:float=1
             'traffic_rows': int(len(tr))}
 
 # %% ../nbs/15_drift.ipynb #eaca0667
-def _row_hashes(df) -> np.ndarray: return pd.util.hash_pandas_object(df[FEATURES], index=False).to_numpy()
+def _row_hashes(df) -> np.ndarray:
+    "One hash per row of the input columns, to find traffic rows that are already in the base file"
+    return pd.util.hash_pandas_object(df[FEATURES], index=False).to_numpy()
 
 def merge_labelled(base_csv, traffic_db, labels_csv, out_csv, since=None, until=None) -> dict:
     "Write labelled traffic (optionally appended to `base_csv`) as a dataset CSV at `out_csv`; return what went in"
@@ -244,16 +249,19 @@ LEVEL_COLOURS = {'stable': '#55A868', 'moderate': '#DD8452', 'shifted': '#C44E52
 def psi_plot(table:pd.DataFrame, score_psi:float|None=None):
     "Horizontal bars of PSI per input (and the score), coloured by level, with the 0.1 and 0.2 lines"
     t = table[['feature', 'psi']].copy()
-    if score_psi is not None: t = pd.concat([pd.DataFrame([{'feature': 'score (fraud_probability)', 'psi': score_psi}]), t])
+    if score_psi is not None:
+        t = pd.concat([pd.DataFrame([{'feature': 'score (fraud_probability)', 'psi': score_psi}]), t])
     t = t.sort_values('psi', kind='stable')
     fig, ax = plt.subplots(figsize=(7, max(3.0, 0.22 * len(t) + 1)))
     ax.barh(t.feature, t.psi, color=[LEVEL_COLOURS[psi_level(v)] for v in t.psi])
     top = t.psi.to_numpy()[::-1]
-    if len(top) > 1 and top[0] > 3 * max(top[1], 0.2):  # one huge bar (hour_of_day of a partial day) would flatten the rest
-        right = 1.3 * max(top[1], 0.25); ax.set_xlim(0, right)
+    if len(top) > 1 and top[0] > 3 * max(top[1], 0.2):  # one huge bar (hour_of_day of a partial day) flattens the rest
+        right = 1.3 * max(top[1], 0.25)
+        ax.set_xlim(0, right)
         for f, v in zip(t.feature, t.psi):
             if v > right:
-                ax.text(right * 0.98, f, f'{v:.2f} >', ha='right', va='center', color='white', fontsize=8, fontweight='bold')
+                ax.text(right * 0.98, f, f'{v:.2f} >', ha='right', va='center', color='white', fontsize=8,
+                        fontweight='bold')
     ax.axvline(PSI_MODERATE, color='#DD8452', ls='--', label='0.1: moderate')
     ax.axvline(PSI_SHIFT, color='#C44E52', ls='--', label='0.2: shifted')
     ax.set_xlabel('population stability index (training window vs recent traffic)')
@@ -263,7 +271,7 @@ def psi_plot(table:pd.DataFrame, score_psi:float|None=None):
     return fig
 
 def score_distribution_plot(reference_scores, recent_scores, floor:float=1e-6):
-    "Overlaid histograms of log10 fraud probability: training window vs recent traffic (shares, so sizes do not matter)"
+    "Overlaid histograms of log10 fraud probability, training window vs recent traffic (shares: sizes do not matter)"
     fig, ax = plt.subplots(figsize=(8, 3.5))
     r, c = np.log10(np.maximum(reference_scores, floor)), np.log10(np.maximum(recent_scores, floor))
     bins = np.linspace(np.log10(floor), 0, 61)
@@ -282,7 +290,7 @@ def score_distribution_plot(reference_scores, recent_scores, floor:float=1e-6):
 def run_drift(data_path='', bundle_dir='', traffic_db='', labels_csv='', reports_dir=None, run_id:str|None=None,
               out_dir=None, store_uri=None, name:str='fraud', since=None, until=None, n_bins:int=10, html:bool=True,
               log=print) -> Path:
-    "Run the drift report notebook with papermill into `out_dir` or `reports/<run_id>/`; the champion of `store_uri` if no bundle is given"
+    "Run the drift report notebook into `out_dir` or `reports/<run_id>/`; the champion of `store_uri` if no bundle"
     from fraud_lambda.report import nbs_dir, new_run_id, run_notebook, to_html
     nbs = nbs_dir()
     run_id = run_id or new_run_id().replace('run-', 'drift-', 1)
@@ -293,8 +301,8 @@ def run_drift(data_path='', bundle_dir='', traffic_db='', labels_csv='', reports
         bundle_dir = str(open_store(store_uri).pull(name))
     out.mkdir(parents=True, exist_ok=True)
     params = {'data_path': str(Path(data_path).resolve()) if data_path else '', 'bundle_dir': str(bundle_dir),
-              'traffic_db': str(traffic_db or ''), 'labels_csv': str(labels_csv or ''), 'since': since, 'until': until,
-              'n_bins': n_bins, 'out_dir': str(out)}
+              'traffic_db': str(traffic_db or ''), 'labels_csv': str(labels_csv or ''), 'since': since,
+              'until': until, 'n_bins': n_bins, 'out_dir': str(out)}
     log(f"[{run_id}] drift: running 15_drift.ipynb into {out}")
     secs = run_notebook(nbs/'15_drift.ipynb', out/'15_drift.ipynb', params, cwd=nbs)
     if html: to_html(out/'15_drift.ipynb')

@@ -13,16 +13,17 @@ from .metrics import bootstrap_metrics, paired_bootstrap
 from .report import new_run_id, nbs_dir, run_report
 from .scorer import Scorer
 from .store import NO_CHAMPION, StoreConflict, open_store
+from .timing import timed
 
 # %% auto #0
 __all__ = ['EXIT_CODES', 'DECISIONS', 'MIN_HOLDOUT_FRAUDS', 'GATE_METRICS', 'REPORTED_METRICS', 'METRIC_LABELS', 'RULE',
-           'RetrainError', 'exit_code', 'holdout_of', 'score_with_bundle', 'compare_models', 'decide',
+           'RetrainError', 'exit_code', 'holdout_of', 'score_with_bundle', 'compare_models', 'gate_decision',
            'retrain_markdown', 'write_retrain_report', 'RetrainResult', 'retrain', 'add_retrain_arguments',
            'retrain_command', 'main']
 
 # %% ../nbs/14_retrain.ipynb #a8bb16c9
 class RetrainError(RuntimeError):
-    "A retrain that cannot run as asked: bad arguments, a holdout too small to judge, or a report that disagrees with the data"
+    "A retrain that cannot run as asked: bad arguments, a holdout too small to judge, or a report that disagrees"
 
 EXIT_CODES = {'promoted': 0, 'kept': 1, 'failed': 2, 'conflict': 3}
 DECISIONS = tuple(EXIT_CODES)
@@ -37,7 +38,7 @@ def exit_code(decision:str) -> int:
 MIN_HOLDOUT_FRAUDS = 5
 
 def holdout_of(data_path, as_of:float|None=None, holdout_frac:float=0.2) -> dict:
-    "Features `X`, labels `y` and a `fingerprint` of the out-of-time holdout of the data the run uses (`Time <= as_of`)"
+    "Features `X`, labels `y` and a `fingerprint` of the out-of-time holdout of the data used (`Time <= as_of`)"
     from fraud_lambda.eda import restrict_as_of
     df = load_transactions(data_path)
     rows_in_file = len(df)
@@ -57,7 +58,7 @@ def holdout_of(data_path, as_of:float|None=None, holdout_frac:float=0.2) -> dict
 
 # %% ../nbs/14_retrain.ipynb #dfd1ac3e
 def score_with_bundle(bundle_dir, X) -> tuple:
-    "Fraud probabilities of rows `X` from the bundle at `bundle_dir` via the serving `Scorer`, and the bundle's version"
+    "Fraud probabilities of rows `X` from the bundle at `bundle_dir` via the serving `Scorer`, and its version"
     s = Scorer.from_path(bundle_dir)
     return s.score_batch(X), s.version
 
@@ -84,14 +85,18 @@ RULE = ("promote iff, for both average precision and recall at 1% FPR, the lower
         "champion yet, promote")
 
 def _check_margin(margin):
+    "`margin` as a float if it is a number in [0, 1), else a RetrainError"
     if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not 0 <= margin < 1:
         raise RetrainError(f"margin must be a number in [0, 1), got {margin!r}")
     return float(margin)
 
-def _fmt_diff(m, d): return f"{METRIC_LABELS[m]} {d['value']:+.4f} [{d['ci95'][0]:+.4f}, {d['ci95'][1]:+.4f}]"
+def _fmt_diff(m, d):
+    "`AP +0.0100 [-0.0050, +0.0250]`: a difference and its interval, for reasons"
+    return f"{METRIC_LABELS[m]} {d['value']:+.4f} [{d['ci95'][0]:+.4f}, {d['ci95'][1]:+.4f}]"
 
-def decide(comparison:dict, margin:float=0.02) -> tuple:
-    "('promoted' or 'kept', reason) by the non-inferiority rule"
+# %% ../nbs/14_retrain.ipynb #d4c302d4
+def gate_decision(comparison:dict, margin:float=0.02) -> tuple:
+    "('promoted' or 'kept', reason): the champion/challenger gate, by the non-inferiority rule"
     margin = _check_margin(margin)
     if comparison.get('champion') is None: return 'promoted', 'no champion yet: the first model is promoted'
     diffs, failed = comparison['differences'], []
@@ -101,8 +106,8 @@ def decide(comparison:dict, margin:float=0.02) -> tuple:
             failed.append(f"{METRIC_LABELS[m]} failed: the 95% CI of challenger - champion starts at {lo:+.4f}, "
                           f"{-margin - lo:.4f} below the -{margin:g} margin ({_fmt_diff(m, diffs[m])})")
     if failed: return 'kept', '; '.join(failed)
-    return 'promoted', f"not worse than the champion by more than {margin:g} on both gated metrics: " + ', '.join(_fmt_diff(m, diffs[m])
-                                                                                                                  for m in GATE_METRICS)
+    return 'promoted', (f"not worse than the champion by more than {margin:g} on both gated metrics: "
+                        + ', '.join(_fmt_diff(m, diffs[m]) for m in GATE_METRICS))
 
 # %% ../nbs/14_retrain.ipynb #3c33267f
 def _jsonable(o):
@@ -114,6 +119,7 @@ def _jsonable(o):
     return o
 
 def _fmt_ci(m):
+    "`0.8000 [0.7500, 0.8500]` for a metric with its interval, `n/a` without one"
     if not m or m.get('value') is None: return 'n/a'
     lo, hi = m['ci95']
     return f"{m['value']:.4f} [{lo:.4f}, {hi:.4f}]" if lo is not None else f"{m['value']:.4f}"
@@ -134,7 +140,8 @@ def retrain_markdown(record:dict) -> str:
             d = diffs.get(m)
             gate = '-' if m not in GATE_METRICS or not d else ('pass' if d['ci95'][0] is not None
                                                                and d['ci95'][0] > -(r.get('margin') or 0) else 'FAIL')
-            dtxt = f"{d['value']:+.4f} [{d['ci95'][0]:+.4f}, {d['ci95'][1]:+.4f}]" if d and d['ci95'][0] is not None else 'n/a'
+            dtxt = (f"{d['value']:+.4f} [{d['ci95'][0]:+.4f}, {d['ci95'][1]:+.4f}]" if d and d['ci95'][0] is not None
+                    else 'n/a')
             lines.append(f"| {METRIC_LABELS[m]} | {_fmt_ci(ch['metrics'].get(m))} | "
                          f"{_fmt_ci((cp.get('metrics') or {}).get(m))} | {dtxt} | {gate} |")
         lines.append('')
@@ -177,17 +184,20 @@ class RetrainResult:
     def exit_code(self) -> int: return exit_code(self.decision)
 
 # %% ../nbs/14_retrain.ipynb #35c2f745
-REPORT_PARAMS = ('rf_trees', 'gbm_trees', 'n_boot', 'review_cost', 'block_cost', 'seed', 'html')
-
 def _unique_run_id() -> str:
     "`run-YYYYmmdd-HHMMSS-xxxx`: sortable, and distinct for retrains started in the same second"
     return f"{new_run_id()}-{uuid.uuid4().hex[:4]}"
 
+# %% ../nbs/14_retrain.ipynb #0b9d5aca
+REPORT_PARAMS = ('rf_trees', 'gbm_trees', 'n_boot', 'review_cost', 'block_cost', 'seed', 'html')
+
 def _report_kwargs(report_params, n_boot):
+    "The keyword arguments of `run_report`: `n_boot` and the known `report_params`, else a RetrainError"
     bad = sorted(set(report_params or {}) - set(REPORT_PARAMS))
     if bad: raise RetrainError(f"unknown report_params {', '.join(bad)}; known: {', '.join(REPORT_PARAMS)}")
     return {'n_boot': n_boot, **(report_params or {})}
 
+# %% ../nbs/14_retrain.ipynb #32a4ba1b
 def _check_report(run_dir, y, fingerprint):
     "The run's holdout labels and data file must be the ones the retrain loaded"
     ys = np.load(Path(run_dir)/'scores.npz')['y_holdout']
@@ -198,6 +208,37 @@ def _check_report(run_dir, y, fingerprint):
     if sha != fingerprint['sha256']:
         raise RetrainError(f"{fingerprint['path']} changed during the run (sha256 "
                            f"{fingerprint['sha256'][:12]}... before, {str(sha)[:12]}... in the report)")
+
+# %% ../nbs/14_retrain.ipynb #9b4e5e35
+def _read_champion(store_uri, name:str, run_id:str, log=print) -> tuple:
+    "(store, champion pointer or None, what the final compare-and-swap expects); a missing local store is created"
+    store = open_store(store_uri)
+    if store.ensure(): log(f"[{run_id}] created the local model store {store.backend.root}")
+    ptr = store.champion(name)
+    return store, ptr, (ptr.get('etag') or ptr['version']) if ptr else NO_CHAMPION
+
+# %% ../nbs/14_retrain.ipynb #b70fb8be
+def _run_reports(data_path, reports_dir, run_id:str, ho:dict, as_of=None, log=print, **kw) -> Path:
+    "Run the EDA, training and threshold notebooks into `reports_dir/run_id` and check them against `ho`"
+    run_report(str(data_path), reports_dir, run_id, as_of=as_of, log=log, **kw)
+    run_dir = (Path(reports_dir)/run_id).resolve()
+    _check_report(run_dir, ho['y'], ho['fingerprint'])
+    return run_dir
+
+# %% ../nbs/14_retrain.ipynb #5a74d334
+def _publish_challenger(store, name:str, run_dir, run_id:str, timings:dict) -> dict:
+    "Bundle the run's chosen model and publish it unpromoted (timed as `bundle` and `publish`); the publish result"
+    from fraud_lambda.convert import bundle_from_run
+    with timed('bundle', timings): bundle = bundle_from_run(run_dir, dest=Path(run_dir)/'models'/'bundle', name=name)
+    with timed('publish', timings):
+        return store.publish(name, bundle, promote=False, reason=f'retrain {run_id}: challenger')
+
+# %% ../nbs/14_retrain.ipynb #5234621f
+def _score_pair(store, name:str, challenger:str, pointer, cache, X) -> tuple:
+    "Holdout scores of the `challenger` version and of the champion `pointer` (None without one), pulled into `cache`"
+    s_chal, _ = score_with_bundle(store.pull(name, challenger, cache_dir=cache), X)
+    s_champ = score_with_bundle(store.pull(name, pointer['version'], cache_dir=cache), X)[0] if pointer else None
+    return s_chal, s_champ
 
 # %% ../nbs/14_retrain.ipynb #b4ad566f
 def _promote(store, name, version, expected, run_id):
@@ -212,74 +253,66 @@ def _promote(store, name, version, expected, run_id):
         return 'conflict', (f"the champion changed while this retrain ran ({e}); this run's challenger "
                             f"{version} stays published but not promoted" ), now
 
-# %% ../nbs/14_retrain.ipynb #9b4e5e35
-def _writable_store(store_uri, run_id:str, log=print):
-    "The store to retrain into; a local store directory that does not exist yet is created (retraining writes, as `model push` does), and said so"
-    store = open_store(store_uri)
-    if store.ensure(): log(f"[{run_id}] created the local model store {store.backend.root}")
-    return store
+# %% ../nbs/14_retrain.ipynb #8d508de6
+def _retrain_record(run_id, decision, reason, margin, as_of, n_boot, report_params, state, report_dir, store,
+                    store_uri, timings, error) -> dict:
+    "The JSON-able record of a retrain, for the log and `retrain.json`"
+    record = {'event': 'retrain', 'run_id': run_id, 'decision': decision, 'exit_code': EXIT_CODES[decision],
+              'reason': reason, 'rule': RULE,
+              'margin': margin if isinstance(margin, (int, float)) and not isinstance(margin, bool) else None,
+              'as_of': as_of, 'n_boot': n_boot, 'report_params': report_params or {},
+              'challenger': state['challenger'], 'champion': state['champion'], 'differences': state['differences'],
+              'data': state['data'], 'report_dir': report_dir, 'store': store.uri if store else str(store_uri),
+              'host': socket.gethostname(), 'python': platform.python_version(), 'timings_s': timings,
+              **({'traceback': error} if error and decision == 'failed' else {})}
+    return _jsonable(record)
 
+# %% ../nbs/14_retrain.ipynb #574b8c19
+def _append_record(store, name:str, record:dict, reason:str) -> str|None:
+    "Append `record` to the store's log; the error message if that failed (or no store was opened), else None"
+    if store is None: return f"no store was opened ({reason})"
+    try: store.append_log(name, record)
+    except Exception as e: return f"{type(e).__name__}: {e}"
+    return None
+
+# %% ../nbs/14_retrain.ipynb #bd6a3388
 def retrain(data_path, store_uri=None, reports_dir=None, as_of:float|None=None, margin:float=0.02, name:str='fraud',
             n_boot:int=1000, report_params:dict|None=None, run_id:str|None=None, log=print) -> RetrainResult:
-    "Retrain, gate the challenger against the champion on the run's holdout, promote by compare-and-swap, log and report"
+    "Retrain, gate the challenger against the champion on the run's holdout, promote by compare-and-swap, log, report"
     t0, timings, state = time.time(), {}, {'challenger': {}, 'champion': {}, 'differences': None, 'data': None}
     run_id = run_id or _unique_run_id()
-    reports_dir = Path(reports_dir or nbs_dir().parent/'reports'); run_dir = (reports_dir/run_id).resolve()
+    reports_dir = Path(reports_dir or nbs_dir().parent/'reports')
+    run_dir = (reports_dir/run_id).resolve()
     existed, store, decision, reason, error = run_dir.exists(), None, 'failed', '', None
-    def step(k, t): timings[k] = round(time.time() - t, 2)
     try:
         if existed: raise RetrainError(f"{run_dir} already exists: choose a new run id")
         margin, kw = _check_margin(margin), _report_kwargs(report_params, n_boot)
-        t = time.time(); store = _writable_store(store_uri, run_id, log); ptr = store.champion(name); step('read_pointer', t)
-        expected = (ptr.get('etag') or ptr['version']) if ptr else NO_CHAMPION
+        with timed('read_pointer', timings): store, ptr, expected = _read_champion(store_uri, name, run_id, log)
         state['champion']['version'] = ptr['version'] if ptr else None
-        t = time.time(); ho = holdout_of(data_path, as_of); state['data'] = ho['fingerprint']; step('holdout', t)
-        log(f"[{run_id}] champion {state['champion']['version'] or 'none'}; training on {ho['fingerprint']['rows_used']:,} rows")
-        t = time.time()
-        run_report(str(data_path), reports_dir, run_id, as_of=as_of, log=log, **kw)
-        step('report', t)
-        _check_report(run_dir, ho['y'], ho['fingerprint'])
-        from fraud_lambda.convert import bundle_from_run
-        t = time.time()
-        bundle = bundle_from_run(run_dir, dest=run_dir/'models'/'bundle', name=name)
-        step('bundle', t)
-        t = time.time()
-        pub = store.publish(name, bundle, promote=False, reason=f'retrain {run_id}: challenger')
-        step('publish', t)
+        with timed('holdout', timings): ho = holdout_of(data_path, as_of)
+        state['data'] = ho['fingerprint']
+        log(f"[{run_id}] champion {state['champion']['version'] or 'none'}; "
+            f"training on {ho['fingerprint']['rows_used']:,} rows")
+        with timed('report', timings): _run_reports(data_path, reports_dir, run_id, ho, as_of, log, **kw)
+        pub = _publish_challenger(store, name, run_dir, run_id, timings)
         state['challenger']['version'] = pub['version']
-        t = time.time()
-        cache = run_dir/'models'/'pulled'
-        s_chal, _ = score_with_bundle(store.pull(name, pub['version'], cache_dir=cache), ho['X'])
-        s_champ = score_with_bundle(store.pull(name, ptr['version'], cache_dir=cache), ho['X'])[0] if ptr else None
-        step('score', t)
-        t = time.time()
-        cmp = compare_models(ho['y'], s_chal, s_champ, n_boot=n_boot, seed=kw.get('seed', 0))
-        step('compare', t)
-        state['challenger']['metrics'], state['champion']['metrics'], state['differences'] = cmp['challenger'], cmp['champion'], cmp['differences']
-        decision, reason = decide(cmp, margin)
+        with timed('score', timings):
+            s_chal, s_champ = _score_pair(store, name, pub['version'], ptr, run_dir/'models'/'pulled', ho['X'])
+        with timed('compare', timings):
+            cmp = compare_models(ho['y'], s_chal, s_champ, n_boot=n_boot, seed=kw.get('seed', 0))
+        state['challenger']['metrics'], state['champion']['metrics'] = cmp['challenger'], cmp['champion']
+        state['differences'] = cmp['differences']
+        decision, reason = gate_decision(cmp, margin)
         if decision == 'promoted':
-            t = time.time()
-            decision, note, _ = _promote(store, name, pub['version'], expected, run_id)
-            step('promote', t)
+            with timed('promote', timings): decision, note, _ = _promote(store, name, pub['version'], expected, run_id)
             reason = note if decision == 'conflict' else reason + (f' ({note})' if note else '')
     except Exception as e:
         decision, reason = 'failed', f"{type(e).__name__}: {str(e).strip() or 'no message'}"
         error = traceback.format_exc(limit=8)
     timings['total'] = round(time.time() - t0, 2)
-    record = {'event': 'retrain', 'run_id': run_id, 'decision': decision, 'exit_code': EXIT_CODES[decision],
-              'reason': reason, 'rule': RULE, 'margin': margin if isinstance(margin, (int, float))
-              and not isinstance(margin, bool) else None, 'as_of': as_of, 'n_boot': n_boot,
-              'report_params': report_params or {}, 'challenger': state['challenger'], 'champion': state['champion'],
-              'differences': state['differences'], 'data': state['data'], 'report_dir': None if existed
-              else str(run_dir), 'store': store.uri if store else str(store_uri), 'host': socket.gethostname(),
-              'python': platform.python_version(), 'timings_s': timings,
-              **({'traceback': error} if error and decision == 'failed' else {})}
-    record = _jsonable(record)
-    log_error = None
-    if store is not None:
-        try: store.append_log(name, record)
-        except Exception as e: log_error = f"{type(e).__name__}: {e}"
-    else: log_error = f"no store was opened ({reason})"
+    record = _retrain_record(run_id, decision, reason, margin, as_of, n_boot, report_params, state,
+                             None if existed else str(run_dir), store, store_uri, timings, error)
+    log_error = _append_record(store, name, record, reason)
     if log_error: record['log_error'] = log_error
     paths = {} if existed else write_retrain_report(run_dir, record)
     log(f"[{run_id}] {decision}: {reason}")
@@ -292,7 +325,8 @@ def retrain(data_path, store_uri=None, reports_dir=None, as_of:float|None=None, 
 def add_retrain_arguments(p:argparse.ArgumentParser) -> argparse.ArgumentParser:
     "The `fraud-lambda retrain` options"
     p.add_argument('--data', required=True, help='transactions CSV with labels (the latest export)')
-    p.add_argument('--store', help='s3://bucket/prefix or a directory (default: $FRAUD_LAMBDA_STORE_URI or .fraud-lambda/store)')
+    p.add_argument('--store',
+                   help='s3://bucket/prefix or a directory (default: $FRAUD_LAMBDA_STORE_URI or .fraud-lambda/store)')
     p.add_argument('--name', default='fraud', help='model name (default: fraud)')
     p.add_argument('--reports-dir', help='default: reports/ in the checkout')
     p.add_argument('--run-id', help='default: run-YYYYmmdd-HHMMSS-xxxx (UTC)')
@@ -308,6 +342,7 @@ def add_retrain_arguments(p:argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument('--no-html', action='store_true')
     return p
 
+# %% ../nbs/14_retrain.ipynb #12028467
 def retrain_command(a) -> int:
     "Run `retrain` from parsed arguments; print the decision; return its exit code"
     r = retrain(a.data, a.store, a.reports_dir, as_of=a.as_of, margin=a.margin, name=a.name, n_boot=a.n_boot,
@@ -319,7 +354,9 @@ def retrain_command(a) -> int:
     if r.decision == 'failed': print(f"error: {r.reason}", file=sys.stderr)
     return r.exit_code
 
+# %% ../nbs/14_retrain.ipynb #48812e8c
 def main(argv=None) -> int:
     "`retrain` as a standalone command (the same options as `fraud-lambda retrain`)"
-    return retrain_command(add_retrain_arguments(argparse.ArgumentParser(prog='fraud-lambda retrain',
-                                                                         description='scheduled retraining with a champion/challenger gate')).parse_args(argv))
+    p = argparse.ArgumentParser(prog='fraud-lambda retrain',
+                                description='scheduled retraining with a champion/challenger gate')
+    return retrain_command(add_retrain_arguments(p).parse_args(argv))
