@@ -14,7 +14,7 @@ from .schema import (
 
 # %% auto #0
 __all__ = ['TransactionId', 'FiniteNumber', 'ScoreRequest', 'BatchRequest', 'Reason', 'ScoreResponse', 'BatchItem',
-           'BatchResponse', 'RequestError', 'error_body', 'error_response', 'field_errors']
+           'BatchResponse', 'RequestError', 'error_body', 'error_response', 'field_errors', 'parse_json_body']
 
 # %% ../nbs/11a_api.ipynb #3f6443c3
 TransactionId = Annotated[str,
@@ -109,3 +109,16 @@ def field_errors(exc:RequestValidationError) -> list:
         loc = [str(p) for p in e.get('loc', ()) if p != 'body']
         out.append({'field': '.'.join(loc) or 'body', 'problem': e.get('msg', 'invalid')})
     return out[:50]
+
+# %% ../nbs/11a_api.ipynb #2410343f
+def parse_json_body(text:str):
+    "`json.loads(text)`, with the inputs it cannot parse refused as a 400 `RequestError` naming the problem"
+    try: return json.loads(text)
+    except json.JSONDecodeError: raise   # Powertools reports the character position
+    except RecursionError:
+        raise RequestError(400, 'invalid_body', 'the body is nested too deeply to parse; a transaction is a flat '
+                           'JSON object', [{'field': 'body', 'problem': 'nested too deeply'}]) from None
+    except ValueError as e:
+        problem = ('a number has more than 4300 digits' if 'digits' in str(e) else f'not parseable JSON ({e})')
+        raise RequestError(400, 'invalid_body', f'the body cannot be parsed: {problem}',
+                           [{'field': 'body', 'problem': problem}]) from None

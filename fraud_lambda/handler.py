@@ -12,7 +12,7 @@ from aws_lambda_powertools.event_handler import (
     APIGatewayHttpResolver, APIGatewayRestResolver, LambdaFunctionUrlResolver)
 from aws_lambda_powertools.event_handler.openapi.exceptions import (
     RequestUnsupportedContentType, RequestValidationError)
-from .api import RequestError, error_body, error_response, field_errors
+from .api import RequestError, error_body, error_response, field_errors, parse_json_body
 from .config import Settings
 from .holder import ModelUnavailable
 from .routes import ROUTES, add_metric, flush_metrics, init, request_start, router, service
@@ -58,9 +58,9 @@ def _register(app):
     return app
 
 # %% ../nbs/11c_handler.ipynb #dfc09ab8
-rest_app = _register(APIGatewayRestResolver(enable_validation=True))
-http_app = _register(APIGatewayHttpResolver(enable_validation=True))
-url_app = _register(LambdaFunctionUrlResolver(enable_validation=True))
+rest_app = _register(APIGatewayRestResolver(enable_validation=True, json_body_deserializer=parse_json_body))
+http_app = _register(APIGatewayHttpResolver(enable_validation=True, json_body_deserializer=parse_json_body))
+url_app = _register(LambdaFunctionUrlResolver(enable_validation=True, json_body_deserializer=parse_json_body))
 
 # %% ../nbs/11c_handler.ipynb #6dd480e2
 def _resolver(event):
