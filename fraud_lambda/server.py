@@ -78,7 +78,7 @@ class _APIHandler(BaseHTTPRequestHandler):
             if k.lower() not in ('content-length', 'connection', 'transfer-encoding'): self.send_header(k, v)
         self.send_header('Content-Length', str(len(body)))
         self.end_headers()
-        self.wfile.write(body)
+        if self.command != 'HEAD': self.wfile.write(body)
     def _forbidden(self): self._send(403, {'Content-Type': 'application/json'}, b'{"message":"Forbidden"}')
     def _invoke(self):
         n = int(self.headers.get('Content-Length') or 0)
@@ -97,7 +97,10 @@ class _APIHandler(BaseHTTPRequestHandler):
         headers = {**{k: v[-1] for k, v in (r.get('multiValueHeaders') or {}).items() if v},
                    **(r.get('headers') or {})}
         self._send(int(r.get('statusCode', 502)), headers, data)
-    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _invoke
+    def __getattr__(self, name):
+        "Every method (TRACE, PATCH, OPTIONS, PROPFIND, ...) goes to the handler, which answers JSON 404/405"
+        if name.startswith('do_'): return self._invoke
+        raise AttributeError(name)
 
 # %% ../nbs/12_server.ipynb #5d330bd0
 class LocalAPI(ThreadingHTTPServer):

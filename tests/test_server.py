@@ -70,3 +70,12 @@ def test_replay_client(api):
     assert out['requests'] == out['ok'] == len(X) and out['errors'] == out['non_2xx'] == 0, out
     assert sum(out['decisions'].values()) == len(X) and out['vs_labels']['tp'] + out['vs_labels']['fn'] == int(y.sum())
     assert out['vs_labels']['recall'] > 0.5 and out['latency_ms']['p50'] > 0
+
+def test_every_method_reaches_the_handler(api):
+    "TRACE, PATCH, OPTIONS, ... get the handler's JSON 405 with Allow (or 404), not the stdlib's HTML 501"
+    for method in ('TRACE', 'PATCH', 'OPTIONS', 'DELETE', 'PROPFIND'):
+        s, h, b = _request(api, method, '/score')
+        assert (s, h['Allow'], b['error']['code']) == (405, 'POST', 'method_not_allowed'), (method, s, b)
+        assert h['Content-Type'].startswith('application/json')
+    s, _, b = _request(api, 'TRACE', '/nope')
+    assert (s, b['error']['code']) == (404, 'not_found')
