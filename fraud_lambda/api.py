@@ -13,8 +13,10 @@ from .schema import (
     MAX_ABS, MAX_ID_CHARS, MAX_METADATA_VALUE_CHARS, PCA_FEATURES, TRANSACTION_ID_PATTERN, check_metadata)
 
 # %% auto #0
-__all__ = ['TransactionId', 'FiniteNumber', 'ScoreRequest', 'BatchRequest', 'Reason', 'ScoreResponse', 'BatchItem',
-           'BatchResponse', 'RequestError', 'error_body', 'error_response', 'field_errors', 'parse_json_body']
+__all__ = ['TransactionId', 'FiniteNumber', 'ScoreRequest', 'HOLDOUT_FRAUD', 'HOLDOUT_LEGIT', 'EXAMPLES', 'BatchRequest',
+           'Reason', 'ScoreResponse', 'BatchItem', 'BatchResponse', 'RequestError', 'error_body', 'error_response',
+           'field_errors', 'parse_json_body', 'FieldProblem', 'ErrorDetail', 'ErrorResponse', 'GatewayError',
+           'HealthResponse', 'ModelInfo']
 
 # %% ../nbs/11a_api.ipynb #3f6443c3
 TransactionId = Annotated[str,
@@ -122,3 +124,113 @@ def parse_json_body(text:str):
         problem = ('a number has more than 4300 digits' if 'digits' in str(e) else f'not parseable JSON ({e})')
         raise RequestError(400, 'invalid_body', f'the body cannot be parsed: {problem}',
                            [{'field': 'body', 'problem': problem}]) from None
+
+# %% ../nbs/11a_api.ipynb #b83aca3c
+class FieldProblem(BaseModel):
+    field: str
+    problem: str
+
+class ErrorDetail(BaseModel):
+    status: int
+    code: str
+    message: str
+    errors: list[FieldProblem] | None = None
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail
+
+class GatewayError(BaseModel):
+    message: str
+
+# %% ../nbs/11a_api.ipynb #c8ab49b4
+class HealthResponse(BaseModel):
+    status: Literal['ok', 'unavailable']
+    model_name: str
+    model_version: str | None
+    loaded_at: str | None
+    reason: str | None
+
+class ModelInfo(BaseModel):
+    model_name: str
+    model_version: str
+    thresholds: dict[str, float]
+    metrics: dict
+    created_at: str | None = None
+    loaded_at: str | None = None
+    training_data: dict | str | None = None
+    report_run: dict | str | None = None
+    anomaly_policy: dict | None = None
+
+# %% ../nbs/11a_api.ipynb #6476ccf3
+HOLDOUT_FRAUD = {'transaction_id': 'holdout-230476', **{
+    'Time': 146344.0, 'V1': -0.0997238993578782, 'V2': 2.79541433019956, 'V3': -6.42385558221477,
+    'V4': 3.24751301512342, 'V5': -1.6322902693315, 'V6': -2.76666493059313, 'V7': -2.31222288290759,
+    'V8': 0.961014122482514, 'V9': -1.89600096481329, 'V10': -4.91934829935247, 'V11': 3.05365441815753,
+    'V12': -5.29781140208753, 'V13': -1.46602972848647, 'V14': -7.03588005080407, 'V15': 1.99713237234969,
+    'V16': -3.83618852542499, 'V17': -2.51518280017187, 'V18': -0.864578711859257, 'V19': 2.32892697361116,
+    'V20': 0.340898315660141, 'V21': 0.647714388377444, 'V22': 0.126575864283858, 'V23': 0.203953480088146,
+    'V24': 0.0084949976311171, 'V25': -0.174501150725926, 'V26': 0.575294798178312, 'V27': 0.152875890788003,
+    'V28': -0.0981728103598323, 'Amount': 94.82}}
+HOLDOUT_LEGIT = {'transaction_id': 'holdout-227846', **{
+    'Time': 145249.0, 'V1': 2.15269624649984, 'V2': -0.036160786158066, 'V3': -2.23181098049803,
+    'V4': 0.0917658435583919, 'V5': 0.537612206488446, 'V6': -1.36810250972644, 'V7': 0.613326738349479,
+    'V8': -0.455251954849699, 'V9': 0.29181359004335, 'V10': 0.253161344559488, 'V11': -1.50188197076942,
+    'V12': -0.870607641524177, 'V13': -1.44173756499372, 'V14': 0.988756626201074, 'V15': 0.496349234837293,
+    'V16': -0.0686989613348823, 'V17': -0.454073497932566, 'V18': -0.299095262736551, 'V19': 0.267443131415241,
+    'V20': -0.275777914750361, 'V21': 0.0171533555339963, 'V22': 0.0632416225359206,
+    'V23': -0.0345611249491173, 'V24': -0.626866212626912, 'V25': 0.249213129413917, 'V26': 0.773930519516097,
+    'V27': -0.137114784582898, 'V28': -0.0906106088420727, 'Amount': 14.95}}
+_HOLDOUT_LEGIT_2 = {'transaction_id': 'holdout-227847', **{
+    'Time': 145249.0, 'V1': -4.03479516717275, 'V2': 2.30507905571504, 'V3': -1.46169292457709,
+    'V4': -0.729887055238227, 'V5': -1.5287503399573, 'V6': -1.22567909778369, 'V7': -0.893353679497868,
+    'V8': 1.62252199369554, 'V9': 1.29199841774415, 'V10': -0.0409558359937061, 'V11': -0.971425287697512,
+    'V12': 0.574743695630458, 'V13': 0.155656078919204, 'V14': -0.729054997889385, 'V15': 0.477438947999659,
+    'V16': 1.06171851569252, 'V17': 0.93469475367536, 'V18': 0.403768792198479, 'V19': -0.494929851777981,
+    'V20': -0.0810925858921718, 'V21': -0.392556502541116, 'V22': -0.78759906251576, 'V23': 0.343467795972994,
+    'V24': -0.0903313999840935, 'V25': 0.248286972151669, 'V26': -0.238523845342424, 'V27': 0.26648354183946,
+    'V28': -0.0622361634691654, 'Amount': 7.7}}
+
+# %% ../nbs/11a_api.ipynb #0258af62
+def _answer_example(tx, p, decision, reasons):
+    return {'transaction_id': tx['transaction_id'], 'fraud_probability': p, 'decision': decision,
+            'reasons': [{'feature': f, 'contribution': c} for f, c in reasons], 'model_version': '20261129T203700Z-example',
+            'latency_ms': 1.9, 'anomaly_score': None, 'idempotent_replay': False}
+
+_FRAUD_ANSWER = _answer_example(HOLDOUT_FRAUD, 0.9993, 'block', [('V14', 4.1), ('V4', 2.3), ('V12', 1.2)])
+_LEGIT_ANSWER = _answer_example(HOLDOUT_LEGIT, 0.0002, 'approve', [('V4', 0.31), ('V14', 0.22), ('Amount', 0.05)])
+
+def _error_example(status, code, message, errors=None):
+    return {'value': json.loads(error_body(status, code, message, errors))}
+
+EXAMPLES = {
+    'score_request': {'holdout_fraud': {'summary': 'A fraud of the holdout', 'value': HOLDOUT_FRAUD},
+                      'legitimate': {'summary': 'A legitimate transaction of the holdout', 'value': HOLDOUT_LEGIT}},
+    'score_response': {'holdout_fraud': {'summary': 'The fraud, blocked', 'value': _FRAUD_ANSWER},
+                       'legitimate': {'summary': 'The legitimate one, approved', 'value': _LEGIT_ANSWER}},
+    'batch_request': {'batch': {'summary': 'A fraud and two legitimate transactions',
+                                'value': {'transactions': [HOLDOUT_FRAUD, HOLDOUT_LEGIT, _HOLDOUT_LEGIT_2]}}},
+    'batch_response': {'batch': {'summary': 'Each item with its own status', 'value': {
+        'results': [{'transaction_id': t['transaction_id'], 'status': 200, 'result': a, 'error': None}
+                    for t, a in [(HOLDOUT_FRAUD, _FRAUD_ANSWER), (HOLDOUT_LEGIT, _LEGIT_ANSWER),
+                                 (_HOLDOUT_LEGIT_2, {**_LEGIT_ANSWER, 'transaction_id': _HOLDOUT_LEGIT_2['transaction_id']})]],
+        'model_version': '20261129T203700Z-example', 'latency_ms': 3.2}}},
+    'health': {'ok': {'value': {'status': 'ok', 'model_name': 'fraud', 'model_version': '20261129T203700Z-example',
+                                'loaded_at': '2026-11-29T20:40:00+00:00', 'reason': None}}},
+    'health_unavailable': {'unavailable': {'value': {'status': 'unavailable', 'model_name': 'fraud',
+                                                     'model_version': None, 'loaded_at': None,
+                                                     'reason': "no champion for 'fraud' in the store"}}},
+    'model': {'serving': {'value': {'model_name': 'fraud', 'model_version': '20261129T203700Z-example',
+                                    'thresholds': {'review': 0.5, 'block': 0.9}, 'metrics': {'holdout': {}},
+                                    'created_at': '2026-11-29T20:37:00+00:00', 'loaded_at': '2026-11-29T20:40:00+00:00'}}},
+    400: {'invalid_request': _error_example(400, 'invalid_request', 'the request does not match the schema',
+                                            [{'field': 'Amount', 'problem': 'Input should be greater than or equal to 0'}]),
+          'invalid_body': _error_example(400, 'invalid_body', 'the body must be a JSON object')},
+    403: {'forbidden': {'summary': 'API Gateway: no or unknown x-api-key', 'value': {'message': 'Forbidden'}}},
+    409: {'conflict': _error_example(409, 'conflict', "transaction_id 'holdout-230476' was already scored with a "
+                                     "different payload; use a new id")},
+    413: {'payload_too_large': _error_example(413, 'payload_too_large', 'the body is 300,000 bytes; the limit is 262,144')},
+    415: {'unsupported_media_type': _error_example(415, 'unsupported_media_type',
+                                                   'send the body as JSON, with Content-Type application/json or none')},
+    500: {'internal': _error_example(500, 'internal', 'internal error (correlation id 3f0c...)')},
+    503: {'model_unavailable': _error_example(503, 'model_unavailable', "no model is loaded: no champion; retrying")},
+}

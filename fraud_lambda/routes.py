@@ -7,13 +7,17 @@ from __future__ import annotations
 import json, os, threading, time
 from contextvars import ContextVar
 from dataclasses import dataclass
+from typing import Annotated
 from pydantic import BaseModel
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.api_gateway import Router
+from aws_lambda_powertools.event_handler.openapi.params import Body
 from . import __version__
-from .api import BatchRequest, BatchResponse, RequestError, ScoreRequest, ScoreResponse
+from .api import (
+    EXAMPLES, BatchRequest, BatchResponse, ErrorResponse, GatewayError, HealthResponse, ModelInfo, RequestError,
+    ScoreRequest, ScoreResponse)
 from .config import Settings, env_flag, load_settings
 from .holder import ModelHolder, ModelUnavailable
 from .schema import FEATURES
@@ -96,6 +100,37 @@ def elapsed_ms() -> float:
     "Milliseconds since the handler took the request, for `latency_ms`"
     return round((time.perf_counter() - request_start.get()) * 1000, 3)
 
+# %% ../nbs/11b_routes.ipynb #bae11a7d
+_ERROR_STATUSES = {
+    400: 'The body is not a JSON object, cannot be parsed, or does not match the schema (each field is named)',
+    403: 'API Gateway: no `x-api-key`, or an unknown one (the function never runs)',
+    409: 'The transaction_id was already scored with a different payload',
+    413: 'The body is over the limit (256 KiB for one transaction, 6 MiB for a batch; API Gateway: 10 MB)',
+    415: 'The Content-Type is not JSON (send application/json, or none)',
+    429: 'API Gateway: the usage plan throttled the API key',
+    500: 'A bug: the message carries the correlation id that finds the traceback in the logs',
+    503: 'No model is loaded yet; retry after `Retry-After` seconds'}
+_GATEWAY_ONLY = (403, 429)
+
+def _schema_ref(name): return {'$ref': f'#/components/schemas/{name}'}
+
+def _error_content(status) -> dict:
+    "The JSON content of one error status: the handler's error document, API Gateway's, or either (413)"
+    if status in _GATEWAY_ONLY: content = {'model': GatewayError}
+    elif status == 413: content = {'schema': {'anyOf': [_schema_ref('ErrorResponse'), _schema_ref('GatewayError')]}}
+    else: content = {'model': ErrorResponse}
+    if status in EXAMPLES: content['examples'] = EXAMPLES[status]
+    return {'application/json': content}
+
+def _responses(ok_model, ok_examples:dict, ok_description:str, *statuses, overrides:dict|None=None) -> dict:
+    "The OpenAPI `responses` of a route: its 200 and each error status it can answer, with the error schemas"
+    out = {200: {'description': ok_description,
+                 'content': {'application/json': {'model': ok_model, 'examples': ok_examples}}}}
+    for status in statuses:
+        out[status] = {'description': _ERROR_STATUSES[status], 'content': _error_content(status)}
+        if status == 503: out[status]['headers'] = {'Retry-After': {'description': 'seconds', 'schema': {'type': 'integer'}}}
+    return {**out, **(overrides or {})}
+
 # %% ../nbs/11b_routes.ipynb #967b96ee
 def _replayed(record, sha, tid) -> tuple[int, dict]:
     "The stored answer for a repeat, or a 409 for a different payload under the same id"
@@ -137,8 +172,10 @@ def _score(svc:Service, scorer:Scorer, tx:BaseModel) -> tuple[int, dict]:
     return 200, body
 
 # %% ../nbs/11b_routes.ipynb #ebcaa94b
-@router.post('/score', summary='Score one transaction', response_description='The decision with reasons')
-def score(tx: ScoreRequest) -> ScoreResponse:
+@router.post('/score', summary='Score one transaction',
+             responses=_responses(ScoreResponse, EXAMPLES['score_response'], 'The decision with reasons',
+                                  400, 403, 409, 413, 415, 429, 500, 503))
+def score(tx: Annotated[ScoreRequest, Body(openapi_examples=EXAMPLES['score_request'])]) -> ScoreResponse:
     "Score one transaction: probability, approve/review/block, reasons"
     svc = service()
     scorer = svc.holder.get()
@@ -148,8 +185,11 @@ def score(tx: ScoreRequest) -> ScoreResponse:
     return body
 
 # %% ../nbs/11b_routes.ipynb #17a2d592
-@router.post('/score/batch', summary='Score up to FRAUD_LAMBDA_BATCH_LIMIT transactions')
-def score_batch(batch: BatchRequest) -> BatchResponse:
+@router.post('/score/batch', summary='Score up to FRAUD_LAMBDA_BATCH_LIMIT transactions',
+             responses=_responses(BatchResponse, EXAMPLES['batch_response'],
+                                  'One item per transaction, each with its own status (a reused id is a 409 item)',
+                                  400, 403, 413, 415, 429, 500, 503))
+def score_batch(batch: Annotated[BatchRequest, Body(openapi_examples=EXAMPLES['batch_request'])]) -> BatchResponse:
     "Score a batch; each item has its own status"
     svc = service()
     limit = svc.settings.batch_limit
@@ -169,7 +209,11 @@ def score_batch(batch: BatchRequest) -> BatchResponse:
     return {'results': results, 'model_version': scorer.version, 'latency_ms': elapsed_ms()}
 
 # %% ../nbs/11b_routes.ipynb #c5657298
-@router.get('/health', summary='Liveness and model status')
+@router.get('/health', summary='Liveness and model status (public: no API key)', openapi_extensions={'security': []},
+            responses=_responses(HealthResponse, EXAMPLES['health'], 'A model is loaded', 429, 500, overrides={
+                503: {'description': 'No model is loaded: the reason says why',
+                      'content': {'application/json': {'model': HealthResponse,
+                                                       'examples': EXAMPLES['health_unavailable']}}}}))
 def health():
     "200 with the model version when a model is loaded, else 503 with the reason"
     svc = service()
@@ -183,7 +227,8 @@ def health():
     return Response(200 if ok else 503, content_types.APPLICATION_JSON, json.dumps(body))
 
 # %% ../nbs/11b_routes.ipynb #2f0f85aa
-@router.get('/model', summary='The loaded model: version, thresholds, holdout metrics')
+@router.get('/model', summary='The loaded model: version, thresholds, holdout metrics',
+            responses=_responses(ModelInfo, EXAMPLES['model'], 'The serving model', 403, 429, 500, 503))
 def model_info():
     "What is serving: version, thresholds, holdout metrics and when it was loaded"
     svc = service()
@@ -200,6 +245,15 @@ ROUTES = {'/score': ['POST'], '/score/batch': ['POST'], '/health': ['GET'], '/mo
 
 # %% ../nbs/11b_routes.ipynb #9b303e29
 _openapi_json: str | None = None
+_POWERTOOLS_ONLY = ('HTTPValidationError', 'ValidationError', 'ResponseValidationError')
+
+def _truthful(doc:dict, batch_limit:int) -> dict:
+    "Powertools' document without the 422 this API never answers, with the batch limit this deployment enforces"
+    for ops in doc['paths'].values():
+        for op in ops.values(): op['responses'].pop('422', None)
+    for name in _POWERTOOLS_ONLY: doc['components']['schemas'].pop(name, None)
+    doc['components']['schemas']['BatchRequest']['properties']['transactions']['maxItems'] = batch_limit
+    return doc
 
 @router.get('/openapi.json', summary='This API, as OpenAPI 3', include_in_schema=False)
 def openapi():
@@ -207,11 +261,15 @@ def openapi():
     global _openapi_json
     if _openapi_json is None:
         from aws_lambda_powertools.event_handler.openapi.models import APIKey, APIKeyIn
-        _openapi_json = _docs_app.get_openapi_json_schema(
-            title='fraud-lambda', version=__version__,
-            description='Real-time card-fraud scoring: approve / review / block with reasons.',
-            security_schemes={'apiKey': APIKey(name='x-api-key', in_=APIKeyIn.header)}, security=[{'apiKey': []}])
+        doc = json.loads(_docs_app.get_openapi_json_schema(
+            title='fraud-lambda', version=__version__, description=_DESCRIPTION,
+            security_schemes={'apiKey': APIKey(name='x-api-key', in_=APIKeyIn.header)}, security=[{'apiKey': []}]))
+        _openapi_json = json.dumps(_truthful(doc, service().settings.batch_limit), indent=1)
     return Response(200, content_types.APPLICATION_JSON, _openapi_json)
 
+_DESCRIPTION = ('Real-time card-fraud scoring: approve / review / block with reasons. Every error is JSON: '
+                '`{"error": {"status", "code", "message", "errors"}}` from the function, `{"message"}` from API Gateway. '
+                'An unknown path is a 404 `not_found`; a known path with another method a 405 `method_not_allowed` '
+                'with `Allow`. `/health` needs no key.')
 _docs_app = APIGatewayRestResolver(enable_validation=True)
 _docs_app.include_router(router)
