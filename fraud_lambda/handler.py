@@ -81,11 +81,21 @@ def _raw_error(status, code, message) -> dict:
     return {'statusCode': status, 'headers': {'Content-Type': 'application/json'},
             'body': error_body(status, code, message), 'isBase64Encoded': False}
 
+# %% ../nbs/11c_handler.ipynb #5ce13abf
+def _json_media_type(headers) -> bool:
+    "The request's Content-Type is absent or application/json (header names in any case)"
+    for k, v in (headers or {}).items():
+        if len(k) == 12 and k.lower() == 'content-type':
+            return not v or v.strip().lower().startswith('application/json')
+    return True
+
 # %% ../nbs/11c_handler.ipynb #2ce2d6e8
 def _precheck(event, settings:Settings) -> dict|None:
-    "A direct 4xx response for an oversize or undecodable body, else None"
+    "A direct 4xx response for a non-JSON, oversize or undecodable body, else None"
     body = event.get('body')
     if body is None: return None
+    if not _json_media_type(event.get('headers')):
+        return _raw_error(415, 'unsupported_media_type', 'send the body as JSON, with Content-Type application/json or none')
     batch = _event_path(event).rstrip('/').endswith('/score/batch')
     limit = settings.max_batch_body_bytes if batch else settings.max_body_bytes
     if event.get('isBase64Encoded'):
