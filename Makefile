@@ -48,7 +48,7 @@ check-clean: export
 nbtest: venv
 	$(BIN)/nbdev_test --n_workers 2 --timing
 
-pytest: venv
+pytest: venv node_modules/.installed
 	$(BIN)/python -m pytest tests/ -q
 
 test: check-clean nbtest pytest
@@ -76,3 +76,16 @@ package: venv
 
 build-FraudFunction:
 	$(SAM_PYTHON) -c 'import sys; from fraud_lambda.package import stage_package; stage_package(sys.argv[1], arch=sys.argv[2])' "$(ARTIFACTS_DIR)" $(FRAUD_LAMBDA_ARCH)
+
+# ---- the API contract (nbs/12a_postman, tests/test_contract.py) ------------------------------------------------
+.PHONY: postman newman
+# The Postman collection and environments in api/, generated from the OpenAPI document the API serves
+postman: venv
+	$(BIN)/python -c 'from fraud_lambda.postman import write_postman; [print(p) for p in write_postman("api")]'
+
+# newman, pinned in package.json / package-lock.json
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+newman: node_modules/.installed

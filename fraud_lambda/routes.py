@@ -29,7 +29,8 @@ from .traffic import TrafficLog, build_traffic_log
 
 # %% auto #0
 __all__ = ['logger', 'metrics', 'METRICS_ON', 'router', 'request_start', 'ROUTES', 'add_metric', 'flush_metrics', 'Service',
-           'init', 'service', 'elapsed_ms', 'score', 'score_batch', 'health', 'model_info', 'openapi']
+           'init', 'service', 'elapsed_ms', 'score', 'score_batch', 'health', 'model_info', 'openapi_document',
+           'openapi']
 
 # %% ../nbs/11b_routes.ipynb #586f149a
 logger = Logger(service=os.environ.get('POWERTOOLS_SERVICE_NAME', 'fraud-lambda'), child=True)
@@ -255,16 +256,19 @@ def _truthful(doc:dict, batch_limit:int) -> dict:
     doc['components']['schemas']['BatchRequest']['properties']['transactions']['maxItems'] = batch_limit
     return doc
 
+def openapi_document(batch_limit:int) -> dict:
+    "The OpenAPI document of the routes and models, for a deployment whose batch limit is `batch_limit`"
+    from aws_lambda_powertools.event_handler.openapi.models import APIKey, APIKeyIn
+    doc = json.loads(_docs_app.get_openapi_json_schema(
+        title='fraud-lambda', version=__version__, description=_DESCRIPTION,
+        security_schemes={'apiKey': APIKey(name='x-api-key', in_=APIKeyIn.header)}, security=[{'apiKey': []}]))
+    return _truthful(doc, batch_limit)
+
 @router.get('/openapi.json', summary='This API, as OpenAPI 3', include_in_schema=False)
 def openapi():
     "The OpenAPI document generated from the routes and models"
     global _openapi_json
-    if _openapi_json is None:
-        from aws_lambda_powertools.event_handler.openapi.models import APIKey, APIKeyIn
-        doc = json.loads(_docs_app.get_openapi_json_schema(
-            title='fraud-lambda', version=__version__, description=_DESCRIPTION,
-            security_schemes={'apiKey': APIKey(name='x-api-key', in_=APIKeyIn.header)}, security=[{'apiKey': []}]))
-        _openapi_json = json.dumps(_truthful(doc, service().settings.batch_limit), indent=1)
+    if _openapi_json is None: _openapi_json = json.dumps(openapi_document(service().settings.batch_limit), indent=1)
     return Response(200, content_types.APPLICATION_JSON, _openapi_json)
 
 _DESCRIPTION = ('Real-time card-fraud scoring: approve / review / block with reasons. Every error is JSON: '
