@@ -13,10 +13,10 @@ from .schema import (
     FEATURES, MAX_ABS, MAX_ID_CHARS, MAX_METADATA_VALUE_CHARS, PCA_FEATURES, TRANSACTION_ID_PATTERN, check_metadata)
 
 # %% auto #0
-__all__ = ['TransactionId', 'FiniteNumber', 'ScoreRequest', 'HOLDOUT_FRAUD', 'HOLDOUT_LEGIT', 'EXAMPLES', 'BatchRequest',
-           'Reason', 'ScoreResponse', 'BatchItem', 'BatchResponse', 'RequestError', 'error_body', 'error_response',
-           'field_errors', 'parse_json_body', 'FieldProblem', 'ErrorDetail', 'ErrorResponse', 'GatewayError',
-           'HealthResponse', 'ModelInfo']
+__all__ = ['TransactionId', 'FiniteNumber', 'ScoreRequest', 'HOLDOUT_FRAUD', 'HOLDOUT_LEGIT', 'UNSUPPORTED_MEDIA_TYPE',
+           'EXAMPLES', 'BatchRequest', 'Reason', 'ScoreResponse', 'BatchItem', 'BatchResponse', 'RequestError',
+           'error_body', 'error_response', 'field_errors', 'parse_json_body', 'FieldProblem', 'ErrorDetail',
+           'ErrorResponse', 'GatewayError', 'HealthResponse', 'ModelInfo']
 
 # %% ../nbs/11a_api.ipynb #3f6443c3
 TransactionId = Annotated[str,
@@ -189,13 +189,17 @@ _HOLDOUT_LEGIT_2 = _holdout_row(227847, (
     -0.238523845342424, 0.26648354183946, -0.0622361634691654, 7.7))
 
 # %% ../nbs/11a_api.ipynb #0258af62
+_EXAMPLE_VERSION = '20261129T203700Z-example'
+
 def _answer_example(tx, p, decision, reasons):
     return {'transaction_id': tx['transaction_id'], 'fraud_probability': p, 'decision': decision,
-            'reasons': [{'feature': f, 'contribution': c} for f, c in reasons], 'model_version': '20261129T203700Z-example',
+            'reasons': [{'feature': f, 'contribution': c} for f, c in reasons], 'model_version': _EXAMPLE_VERSION,
             'latency_ms': 1.9, 'anomaly_score': None, 'idempotent_replay': False}
 
 _FRAUD_ANSWER = _answer_example(HOLDOUT_FRAUD, 0.9993, 'block', [('V14', 4.1), ('V4', 2.3), ('V12', 1.2)])
 _LEGIT_ANSWER = _answer_example(HOLDOUT_LEGIT, 0.0002, 'approve', [('V4', 0.31), ('V14', 0.22), ('Amount', 0.05)])
+
+UNSUPPORTED_MEDIA_TYPE = 'send the body as JSON, with Content-Type application/json or none'
 
 def _error_example(status, code, message, errors=None):
     return {'value': json.loads(error_body(status, code, message, errors))}
@@ -210,7 +214,8 @@ EXAMPLES = {
     'batch_response': {'batch': {'summary': 'Each item with its own status', 'value': {
         'results': [{'transaction_id': t['transaction_id'], 'status': 200, 'result': a, 'error': None}
                     for t, a in [(HOLDOUT_FRAUD, _FRAUD_ANSWER), (HOLDOUT_LEGIT, _LEGIT_ANSWER),
-                                 (_HOLDOUT_LEGIT_2, {**_LEGIT_ANSWER, 'transaction_id': _HOLDOUT_LEGIT_2['transaction_id']})]],
+                                 (_HOLDOUT_LEGIT_2, {**_LEGIT_ANSWER,
+                                                     'transaction_id': _HOLDOUT_LEGIT_2['transaction_id']})]],
         'model_version': '20261129T203700Z-example', 'latency_ms': 3.2}}},
     'health': {'ok': {'value': {'status': 'ok', 'model_name': 'fraud', 'model_version': '20261129T203700Z-example',
                                 'loaded_at': '2026-11-29T20:40:00+00:00', 'reason': None}}},
@@ -219,16 +224,18 @@ EXAMPLES = {
                                                      'reason': "no champion for 'fraud' in the store"}}},
     'model': {'serving': {'value': {'model_name': 'fraud', 'model_version': '20261129T203700Z-example',
                                     'thresholds': {'review': 0.5, 'block': 0.9}, 'metrics': {'holdout': {}},
-                                    'created_at': '2026-11-29T20:37:00+00:00', 'loaded_at': '2026-11-29T20:40:00+00:00'}}},
+                                    'created_at': '2026-11-29T20:37:00+00:00',
+                                    'loaded_at': '2026-11-29T20:40:00+00:00'}}},
     400: {'invalid_request': _error_example(400, 'invalid_request', 'the request does not match the schema',
-                                            [{'field': 'Amount', 'problem': 'Input should be greater than or equal to 0'}]),
+                                            [{'field': 'Amount',
+                                              'problem': 'Input should be greater than or equal to 0'}]),
           'invalid_body': _error_example(400, 'invalid_body', 'the body must be a JSON object')},
     403: {'forbidden': {'summary': 'API Gateway: no or unknown x-api-key', 'value': {'message': 'Forbidden'}}},
     409: {'conflict': _error_example(409, 'conflict', "transaction_id 'holdout-230476' was already scored with a "
                                      "different payload; use a new id")},
-    413: {'payload_too_large': _error_example(413, 'payload_too_large', 'the body is 300,000 bytes; the limit is 262,144')},
-    415: {'unsupported_media_type': _error_example(415, 'unsupported_media_type',
-                                                   'send the body as JSON, with Content-Type application/json or none')},
+    413: {'payload_too_large': _error_example(413, 'payload_too_large',
+                                              'the body is 300,000 bytes; the limit is 262,144')},
+    415: {'unsupported_media_type': _error_example(415, 'unsupported_media_type', UNSUPPORTED_MEDIA_TYPE)},
     500: {'internal': _error_example(500, 'internal', 'internal error (correlation id 3f0c...)')},
     503: {'model_unavailable': _error_example(503, 'model_unavailable', "no model is loaded: no champion; retrying")},
 }

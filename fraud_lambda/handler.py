@@ -12,7 +12,8 @@ from aws_lambda_powertools.event_handler import (
     APIGatewayHttpResolver, APIGatewayRestResolver, LambdaFunctionUrlResolver)
 from aws_lambda_powertools.event_handler.openapi.exceptions import (
     RequestUnsupportedContentType, RequestValidationError)
-from .api import RequestError, error_body, error_response, field_errors, parse_json_body
+from .api import (
+    UNSUPPORTED_MEDIA_TYPE, RequestError, error_body, error_response, field_errors, parse_json_body)
 from .config import Settings
 from .holder import ModelUnavailable
 from .routes import ROUTES, add_metric, flush_metrics, init, request_start, router, service
@@ -45,8 +46,7 @@ def _register(app):
     "Include the routes and error handlers in a resolver"
     app.include_router(router)
     app.exception_handler(RequestUnsupportedContentType)(
-        lambda e: error_response(415, 'unsupported_media_type',
-                                 'send the body as JSON, with Content-Type application/json or none'))
+        lambda e: error_response(415, 'unsupported_media_type', UNSUPPORTED_MEDIA_TYPE))
     app.exception_handler(RequestValidationError)(
         lambda e: error_response(400, 'invalid_request', 'the request does not match the schema', field_errors(e)))
     app.exception_handler(RequestError)(lambda e: error_response(e.status, e.code, e.message, e.errors, e.headers))
@@ -95,7 +95,7 @@ def _precheck(event, settings:Settings) -> dict|None:
     body = event.get('body')
     if body is None: return None
     if not _json_media_type(event.get('headers')):
-        return _raw_error(415, 'unsupported_media_type', 'send the body as JSON, with Content-Type application/json or none')
+        return _raw_error(415, 'unsupported_media_type', UNSUPPORTED_MEDIA_TYPE)
     batch = _event_path(event).rstrip('/').endswith('/score/batch')
     limit = settings.max_batch_body_bytes if batch else settings.max_body_bytes
     if event.get('isBase64Encoded'):

@@ -22,7 +22,8 @@ def _operation(doc, path, method) -> dict:
 def _example(doc, path, name) -> dict:
     "The value of the request example `name` of POST `path`"
     examples = _operation(doc, path, 'post')['requestBody']['content']['application/json'].get('examples', {})
-    if name not in examples: raise ValueError(f"POST {path} has no request example {name!r}; it has {sorted(examples)}")
+    if name not in examples:
+        raise ValueError(f"POST {path} has no request example {name!r}; it has {sorted(examples)}")
     return examples[name]['value']
 
 # %% ../nbs/12a_postman.ipynb #f5426b89
@@ -31,7 +32,8 @@ _ID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, 'https://github.com/fraud-lambda/
 
 def _bad_request(doc):
     "A legitimate example with a negative Amount and a string V3: a 400 naming both fields"
-    return {**_example(doc, '/score', 'legitimate'), 'transaction_id': 'postman-bad-request', 'Amount': -1, 'V3': '1.0'}
+    legit = _example(doc, '/score', 'legitimate')
+    return {**legit, 'transaction_id': 'postman-bad-request', 'Amount': -1, 'V3': '1.0'}
 
 CASES = [
     {'name': 'Health (public: no API key)', 'method': 'get', 'path': '/health', 'status': 200, 'auth': False,
@@ -89,10 +91,9 @@ def _item(doc, case) -> dict:
         request['header'].append({'key': 'Content-Type', 'value': 'application/json'})
         request['body'] = {'mode': 'raw', 'raw': json.dumps(body, indent=2), 'options': {'raw': {'language': 'json'}}}
     if not case.get('auth', True): request['auth'] = {'type': 'noauth'}
+    script = {'type': 'text/javascript', 'exec': _tests(case, _required_fields(doc, op, case['status']))}
     return {'name': case['name'], 'id': str(uuid.uuid5(_ID_NAMESPACE, case['name'])),
-            'event': [{'listen': 'test', 'script': {'type': 'text/javascript',
-                                                     'exec': _tests(case, _required_fields(doc, op, case['status']))}}],
-            'request': request}
+            'event': [{'listen': 'test', 'script': script}], 'request': request}
 
 # %% ../nbs/12a_postman.ipynb #d37f0c7d
 def build_collection(doc:dict) -> dict:

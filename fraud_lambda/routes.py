@@ -129,7 +129,8 @@ def _responses(ok_model, ok_examples:dict, ok_description:str, *statuses, overri
                  'content': {'application/json': {'model': ok_model, 'examples': ok_examples}}}}
     for status in statuses:
         out[status] = {'description': _ERROR_STATUSES[status], 'content': _error_content(status)}
-        if status == 503: out[status]['headers'] = {'Retry-After': {'description': 'seconds', 'schema': {'type': 'integer'}}}
+        if status == 503:
+            out[status]['headers'] = {'Retry-After': {'description': 'seconds', 'schema': {'type': 'integer'}}}
     return {**out, **(overrides or {})}
 
 # %% ../nbs/11b_routes.ipynb #967b96ee
@@ -272,7 +273,8 @@ def openapi():
     return Response(200, content_types.APPLICATION_JSON, _openapi_json)
 
 _DESCRIPTION = ('Real-time card-fraud scoring: approve / review / block with reasons. Every error is JSON: '
-                '`{"error": {"status", "code", "message", "errors"}}` from the function, `{"message"}` from API Gateway. '
+                '`{"error": {"status", "code", "message", "errors"}}` from the function, `{"message"}` from API '
+                'Gateway. '
                 'An unknown path is a 404 `not_found`; a known path with another method a 405 `method_not_allowed` '
                 'with `Allow`. `/health` needs no key.')
 _docs_app = APIGatewayRestResolver(enable_validation=True)

@@ -79,7 +79,7 @@ def test_postman_files_are_current():
     '{"transactions": [' + '{"a":' * 5_000 + '{}' + '}' * 5_000 + ']}',
     '{"Time": 1' + '0' * 10_000 + '}'], ids=['object-5k', 'object-30k', 'array-20k', 'in-batch', 'huge-integer'])
 def test_unparseable_bodies_are_400(api, body):
-    "Bodies nested thousands of levels deep, or with a 10,000-digit number, are a 400 naming the problem on both routes"
+    "Bodies nested thousands of levels deep, or with a 10,000-digit number: a 400 naming the problem on both routes"
     url, log = api
     for path in ('/score', '/score/batch'):
         status, answer = _post(url, path, body)
