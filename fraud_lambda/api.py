@@ -231,10 +231,12 @@ EXAMPLES = {
                                               'problem': 'Input should be greater than or equal to 0'}]),
           'invalid_body': _error_example(400, 'invalid_body', 'the body must be a JSON object')},
     403: {'forbidden': {'summary': 'API Gateway: no or unknown x-api-key', 'value': {'message': 'Forbidden'}}},
+    429: {'throttled': {'summary': 'API Gateway: over the usage plan', 'value': {'message': 'Too Many Requests'}}},
     409: {'conflict': _error_example(409, 'conflict', "transaction_id 'holdout-230476' was already scored with a "
                                      "different payload; use a new id")},
     413: {'payload_too_large': _error_example(413, 'payload_too_large',
-                                              'the body is 300,000 bytes; the limit is 262,144')},
+                                              'the body is 300,000 bytes; the limit is 262,144'),
+          'gateway': {'summary': 'API Gateway: over 10 MB', 'value': {'message': 'Request Too Long'}}},
     415: {'unsupported_media_type': _error_example(415, 'unsupported_media_type', UNSUPPORTED_MEDIA_TYPE)},
     500: {'internal': _error_example(500, 'internal', 'internal error (correlation id 3f0c...)')},
     503: {'model_unavailable': _error_example(503, 'model_unavailable', "no model is loaded: no champion; retrying")},
