@@ -6,15 +6,17 @@
 from __future__ import annotations
 import json
 from typing import Annotated, Literal
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, create_model, model_validator
 from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from .schema import (
     MAX_ABS, MAX_ID_CHARS, MAX_METADATA_VALUE_CHARS, PCA_FEATURES, TRANSACTION_ID_PATTERN, check_metadata)
+from .schema import LABEL_SOURCES, LABEL_VALUES, MAX_LABEL_NOTE_CHARS, MAX_LABEL_ROWS
 
 # %% auto #0
 __all__ = ['TransactionId', 'FiniteNumber', 'ScoreRequest', 'BatchRequest', 'Reason', 'ScoreResponse', 'BatchItem',
-           'BatchResponse', 'RequestError', 'error_body', 'error_response', 'field_errors']
+           'BatchResponse', 'RequestError', 'error_body', 'error_response', 'field_errors', 'LabelRow', 'LabelsRequest',
+           'LabelsResponse']
 
 # %% ../nbs/11a_api.ipynb #3f6443c3
 TransactionId = Annotated[str,
@@ -109,3 +111,34 @@ def field_errors(exc:RequestValidationError) -> list:
         loc = [str(p) for p in e.get('loc', ()) if p != 'body']
         out.append({'field': '.'.join(loc) or 'body', 'problem': e.get('msg', 'invalid')})
     return out[:50]
+
+# %% ../nbs/11a_api.ipynb #beb74b46
+def _labelled_at(v:str) -> str:
+    "labelled_at as UTC milliseconds, or a ValueError pydantic reports on the field"
+    from fraud_lambda.labels import labelled_at_iso
+    iso = labelled_at_iso(v)
+    if iso is None: raise ValueError('labelled_at must be an ISO-8601 time with a zone, like 2026-12-02T01:02:03Z')
+    return iso
+
+class LabelRow(_Base):
+    "One label: what a scored transaction turned out to be, and who said so"
+    transaction_id: TransactionId = Field(description='The id the transaction was scored under')
+    label: Literal[LABEL_VALUES] = Field(description='fraud or legitimate')
+    labelled_at: Annotated[str, AfterValidator(_labelled_at)] = Field(
+        description='When the verdict was reached, ISO-8601 with a zone; the latest per source wins')
+    source: Literal[LABEL_SOURCES] = Field(description='chargeback > review > customer > other, in precedence')
+    note: Annotated[str, StringConstraints(max_length=MAX_LABEL_NOTE_CHARS)] | None = None
+
+class LabelsRequest(_Base):
+    "Up to MAX_LABEL_ROWS labels"
+    labels: list[LabelRow] = Field(min_length=1, max_length=MAX_LABEL_ROWS)
+
+# %% ../nbs/11a_api.ipynb #e0c32f37
+class LabelsResponse(BaseModel):
+    rows: int
+    accepted: int
+    superseded: int
+    duplicates: int
+    conflicts: list[str]
+    unmatched: list[str] | None
+    errors: list[dict]

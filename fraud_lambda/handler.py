@@ -86,7 +86,7 @@ def _precheck(event, settings:Settings) -> dict|None:
     "A direct 4xx response for an oversize or undecodable body, else None"
     body = event.get('body')
     if body is None: return None
-    batch = _event_path(event).rstrip('/').endswith('/score/batch')
+    batch = _event_path(event).rstrip('/').endswith(('/score/batch', '/labels'))
     limit = settings.max_batch_body_bytes if batch else settings.max_body_bytes
     if event.get('isBase64Encoded'):
         if len(body) > limit * 4 // 3 + 4:

@@ -14,6 +14,7 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from . import __version__
 from .api import BatchRequest, BatchResponse, RequestError, ScoreRequest, ScoreResponse
+from .api import LabelsRequest, LabelsResponse
 from .config import Settings, env_flag, load_settings
 from .holder import ModelHolder, ModelUnavailable
 from .schema import FEATURES
@@ -21,11 +22,14 @@ from .scorer import Scorer
 from .alerts import make_alert
 from .dispatch import AlertDispatcher, build_dispatcher
 from .idempotency import IdempotencyStore, build_idempotency_store, hash_payload
-from .traffic import TrafficLog, build_traffic_log
+from .decisions import decision_record
+from .decisionlog import DecisionLog, build_decision_log
+from .labels import LabelStore, build_label_store
 
 # %% auto #0
 __all__ = ['logger', 'metrics', 'METRICS_ON', 'router', 'request_start', 'ROUTES', 'add_metric', 'flush_metrics', 'Service',
-           'init', 'service', 'elapsed_ms', 'score', 'score_batch', 'health', 'model_info', 'openapi']
+           'init', 'service', 'elapsed_ms', 'score', 'score_batch', 'health', 'model_info', 'label_store', 'labels',
+           'openapi']
 
 # %% ../nbs/11b_routes.ipynb #586f149a
 logger = Logger(service=os.environ.get('POWERTOOLS_SERVICE_NAME', 'fraud-lambda'), child=True)
@@ -62,14 +66,15 @@ class Service:
     holder: ModelHolder
     dispatcher: AlertDispatcher
     idempotency: IdempotencyStore
-    traffic: TrafficLog | None
+    decisions: DecisionLog | None
+    labels: LabelStore | None = None
 
     @classmethod
     def from_env(cls, env=None, load:bool=True) -> Service:
         "Validate the configuration and build every component; load the model now unless `load=False`"
         settings = load_settings(env)
         svc = cls(settings, ModelHolder(settings, log=logger), build_dispatcher(settings.alert),
-                  build_idempotency_store(settings.alert), build_traffic_log(settings.alert))
+                  build_idempotency_store(settings.alert), build_decision_log(settings.alert))
         if load: svc.holder.load()
         return svc
 
@@ -106,12 +111,9 @@ def _replayed(record, sha, tid) -> tuple[int, dict]:
 
 # %% ../nbs/11b_routes.ipynb #81674d2d
 def _after_score(svc:Service, tx, score):
-    "Metrics, the traffic log and, for review/block, the alert"
+    "Metrics and, for review/block, the alert"
     add_metric('Scored', MetricUnit.Count, 1)
     add_metric(f'Decision_{score.decision}', MetricUnit.Count, 1)
-    if svc.traffic is not None:
-        svc.traffic.record(tx.transaction_id, [getattr(tx, f) for f in FEATURES], score.fraud_probability,
-                           score.decision, score.model_version)
     if score.decision != 'approve':
         alert = make_alert(tx.transaction_id, score.fraud_probability, score.decision, score.model_version,
                            score.reasons, tx.metadata)
@@ -122,9 +124,26 @@ def _after_score(svc:Service, tx, score):
                                                   'fraud_probability': round(score.fraud_probability, 6),
                                                   'alert_delivered': list(outcome.delivered)})
 
+# %% ../nbs/11b_routes.ipynb #d131a231
+def _request_id() -> str|None:
+    "The API Gateway request id of the current request, else the Lambda request id, else None"
+    try: return router.current_event.request_context.request_id or router.lambda_context.aws_request_id
+    except (AttributeError, KeyError, TypeError): return None
+
+# %% ../nbs/11b_routes.ipynb #9eeaf528
+def _log_decision(svc:Service, scorer:Scorer, payload:dict, body:dict, source:str, replay:bool, pending:list|None):
+    "The decision record of one answer: written now, or kept in `pending` to be written with the rest of a batch"
+    if svc.decisions is None: return
+    record = decision_record(body['transaction_id'], payload, body['fraud_probability'], body['decision'],
+                             body['model_version'], scorer.manifest_sha256, scorer.thresholds, body['reasons'],
+                             body.get('anomaly_score'), _request_id(), None, source, payload.get('metadata'), replay,
+                             elapsed_ms())
+    if pending is None: svc.decisions.write(record)
+    else: pending.append(record)
+
 # %% ../nbs/11b_routes.ipynb #3dad4266
-def _score(svc:Service, scorer:Scorer, tx:BaseModel) -> tuple[int, dict]:
-    "(status, body) for one validated transaction"
+def _score(svc:Service, scorer:Scorer, tx:BaseModel, source:str='single', pending:list|None=None) -> tuple[int, dict]:
+    "(status, body) for one validated transaction, with its decision record"
     payload = tx.model_dump(mode='json')
     tid, sha = tx.transaction_id, hash_payload(payload)
     score = scorer.score_one(payload)
@@ -132,8 +151,12 @@ def _score(svc:Service, scorer:Scorer, tx:BaseModel) -> tuple[int, dict]:
             'reasons': score.reasons, 'model_version': score.model_version, 'latency_ms': 0.0}
     if score.anomaly_score is not None: body['anomaly_score'] = score.anomaly_score
     stored, existing = svc.idempotency.put_if_absent(tid, sha, body, svc.settings.alert.idempotency_ttl_s)
-    if not stored: return _replayed(existing, sha, tid)
+    if not stored:
+        status, replay = _replayed(existing, sha, tid)
+        _log_decision(svc, scorer, payload, replay, source, True, pending)
+        return status, replay
     _after_score(svc, tx, score)
+    _log_decision(svc, scorer, payload, body, source, False, pending)
     return 200, body
 
 # %% ../nbs/11b_routes.ipynb #ebcaa94b
@@ -158,14 +181,15 @@ def score_batch(batch: BatchRequest) -> BatchResponse:
                            f"a batch holds at most {limit} transactions, got {len(batch.transactions)}",
                            [{'field': 'transactions', 'problem': f'more than {limit} items'}])
     scorer = svc.holder.get()
-    results = []
+    results, pending = [], []
     for tx in batch.transactions:
         try:
-            status, body = _score(svc, scorer, tx)
+            status, body = _score(svc, scorer, tx, 'batch', pending)
             results.append({'transaction_id': tx.transaction_id, 'status': status, 'result': body})
         except RequestError as e:
             results.append({'transaction_id': tx.transaction_id, 'status': e.status,
                             'error': {'code': e.code, 'message': e.message}})
+    if pending: svc.decisions.write_many(pending)
     return {'results': results, 'model_version': scorer.version, 'latency_ms': elapsed_ms()}
 
 # %% ../nbs/11b_routes.ipynb #c5657298
@@ -194,9 +218,29 @@ def model_info():
             'loaded_at': svc.holder.loaded_at, 'training_data': manifest.get('training_data'),
             'report_run': manifest.get('report_run'), 'anomaly_policy': getattr(scorer, 'anomaly_policy', None)}
 
+# %% ../nbs/11b_routes.ipynb #24fd121c
+_labels_lock = threading.Lock()
+
+def label_store(svc:Service) -> LabelStore:
+    "The service's label store, built on the first `/labels` request (its DynamoDB client is not needed before)"
+    if svc.labels is None:
+        with _labels_lock:
+            if svc.labels is None: svc.labels = build_label_store(svc.settings.alert, getattr(svc.decisions, 'known_ids', None))
+    return svc.labels
+
+# %% ../nbs/11b_routes.ipynb #bb635e52
+@router.post('/labels', summary='Record what scored transactions turned out to be (up to 1,000 labels)')
+def labels(req: LabelsRequest) -> LabelsResponse:
+    "Store labels, idempotent per transaction, source and time; report accepted, superseded, duplicates, unmatched"
+    report = label_store(service()).put_labels([row.model_dump() for row in req.labels])
+    if report['errors']:
+        raise RequestError(400, 'invalid_labels', f"{len(report['errors'])} label row(s) are invalid; none was stored",
+                           [{'field': f"labels.{e['row']}.{e['field']}", 'problem': e['problem']} for e in report['errors']])
+    return report
+
 # %% ../nbs/11b_routes.ipynb #c7fde408
 ROUTES = {'/score': ['POST'], '/score/batch': ['POST'], '/health': ['GET'], '/model': ['GET'],
-          '/openapi.json': ['GET']}
+          '/openapi.json': ['GET'], '/labels': ['POST']}
 
 # %% ../nbs/11b_routes.ipynb #9b303e29
 _openapi_json: str | None = None
