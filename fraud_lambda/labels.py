@@ -4,7 +4,7 @@
 
 # %% ../nbs/10i_labels.ipynb #c47ed118
 from __future__ import annotations
-import json, re, time
+import json, re, sys, time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterable, Mapping, Sequence
@@ -18,7 +18,8 @@ from .alerts import alert_settings
 
 # %% auto #0
 __all__ = ['LABEL_FIELDS', 'LABELS_TABLE_SCHEMA', 'LabelError', 'labelled_at_iso', 'check_label', 'current_of', 'LabelStore',
-           'check_labels', 'SQLiteLabelStore', 'DynamoDBLabelStore', 'build_label_store', 'read_label_csv']
+           'check_labels', 'SQLiteLabelStore', 'DynamoDBLabelStore', 'build_label_store', 'read_label_csv',
+           'push_command']
 
 # %% ../nbs/10i_labels.ipynb #95dc1592
 LABEL_FIELDS = ('transaction_id', 'label', 'labelled_at', 'source', 'note')
@@ -257,3 +258,18 @@ def read_label_csv(path) -> list[dict]:
     except FileNotFoundError: raise LabelError(f"{path}: no such labels file") from None
     except (UnicodeDecodeError, csv.Error) as e: raise LabelError(f"{path}: not a readable CSV ({e})") from None
     return [{k: (v if v != '' else None) for k, v in r.items() if k is not None} for r in rows]
+
+# %% ../nbs/10i_labels.ipynb #e89c2d8e
+def push_command(a) -> int:
+    "`fraud-lambda labels push FILE`: store a labels CSV, all rows or none; 2 when a row is bad"
+    store = DynamoDBLabelStore(a.table) if a.table else SQLiteLabelStore(a.db) if a.db else build_label_store()
+    if a.log:
+        from fraud_lambda.decisionlog import SQLiteDecisionLog
+        store.known_ids = SQLiteDecisionLog(a.log).known_ids
+    report = store.put_labels(read_label_csv(a.file))
+    print(json.dumps(report, indent=1))
+    if report['errors']:
+        e = report['errors'][0]
+        print(f"error: {e['problem']} (CSV line {e['row'] + 2}); nothing was stored", file=sys.stderr)
+        return 2
+    return 0
