@@ -17,7 +17,7 @@ __all__ = ['local_env', 'transaction_bodies', 'handler_latency', 'handler_markdo
 
 # %% ../nbs/21a_bench_handler.ipynb #2419b438
 def local_env(work) -> dict:
-    "The handler's default local configuration under `work`: local store, SQLite idempotency, alert log and decision log"
+    "The handler's default local configuration under `work`: local store; SQLite idempotency, alerts, decision log"
     work = Path(work)
     return {'FRAUD_LAMBDA_HOME': str(work/'home'), 'FRAUD_LAMBDA_STORE_URI': str(work/'store'),
             'FRAUD_LAMBDA_CACHE_DIR': str(work/'cache'), 'FRAUD_LAMBDA_STATE_DB': str(work/'state.db'),

@@ -352,8 +352,10 @@ def _add_retrain(sub):
     d.add_argument('--store')
     d.add_argument('--name', default='fraud')
     d.add_argument('--decisions', '--traffic', dest='traffic',
-                   help='decision log: decisions.db, a folder in the S3 layout or s3://... (default: simulate the holdout)')
-    d.add_argument('--labels', help='labels CSV (transaction_id,label 0/1,labelled_at), a labels.db or dynamodb://TABLE')
+                   help='decision log: decisions.db, a folder in the S3 layout or s3://... '
+                        '(default: simulate the holdout)')
+    d.add_argument('--labels',
+                   help='labels CSV (transaction_id,label 0/1,labelled_at), a labels.db or dynamodb://TABLE')
     d.add_argument('--since')
     d.add_argument('--until')
     d.add_argument('--bins', type=int, default=10)
@@ -412,7 +414,8 @@ def _add_decisions(sub):
     q.add_argument('query')
     q.add_argument('--labels', help='label store for the `labels` table: a labels.db or dynamodb://TABLE')
     for x in (g, e, q):
-        x.add_argument('--log', help='decisions.db, a folder in the S3 layout or s3://... (default: the configured log)')
+        x.add_argument('--log',
+                       help='decisions.db, a folder in the S3 layout or s3://... (default: the configured log)')
         x.set_defaults(func=_cmd_decisions)
 
 # %% ../nbs/20_cli.ipynb #2c9bd413

@@ -196,7 +196,8 @@ def load_alert_settings(env:Mapping|None=None) -> AlertSettings:
     labels_db = Path(env_text(env, 'LABELS_DB') or state_db.with_name('labels.db')).expanduser()
     return AlertSettings(sinks, topic, table, hook, _parse_spool(env.get(env_var('SPOOL')), state_db),
                          env_number(env, 'ALERT_BUDGET_MS', 250, 10, 30_000, int), state_db, idem_table,
-                         env_number(env, 'IDEMPOTENCY_TTL_S', 86400, 1, 366 * 86400, int), _decision_log(env, state_db),
+                         env_number(env, 'IDEMPOTENCY_TTL_S', 86400, 1, 366 * 86400, int),
+                         _decision_log(env, state_db),
                          env_number(env, 'AWS_CONNECT_TIMEOUT_MS', 500, 10, 60_000, int) / 1000,
                          env_number(env, 'AWS_READ_TIMEOUT_MS', 1000, 10, 60_000, int) / 1000, labels_db, labels_table)
 

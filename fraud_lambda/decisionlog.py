@@ -43,7 +43,7 @@ def _row(r:dict) -> tuple:
 
 # %% ../nbs/10j_decisionlog.ipynb #35175157
 class SQLiteDecisionLog(DecisionLog):
-    "Decision records in the `decisions` table of a SQLite file: the record as JSON, plus the columns readers filter on"
+    "Decision records in the `decisions` table of a SQLite file: the record as JSON, plus the columns to filter on"
     sink = 'sqlite'
     def __init__(self, path):
         self.path = Path(path)
@@ -153,13 +153,15 @@ def read_decisions(uri, since=None, until=None) -> Iterator[dict]:
     p, lo, hi = Path(s).expanduser(), time_bound(since), time_bound(until)
     if _is_sqlite(p):
         db = SQLiteDB(p, 'NORMAL', _DECISIONS_SCHEMA, error=DecisionRecordError)
-        try: rows = db.query('SELECT record FROM decisions WHERE scored_at >= ? AND scored_at < ? ORDER BY scored_at, id',
+        try: rows = db.query('SELECT record FROM decisions WHERE scored_at >= ? AND scored_at < ? '
+                             'ORDER BY scored_at, id',
                              (-math.inf if lo is None else lo, math.inf if hi is None else hi))
         finally: db.close()
         for (r,) in rows: yield json.loads(r)
         return
     if not p.is_dir():
-        raise DecisionRecordError(f"{s}: not a decision log (a SQLite decisions.db, a folder with decisions/YYYY/MM/DD/HH/"
+        raise DecisionRecordError(f"{s}: not a decision log (a SQLite decisions.db, a folder with "
+                                  "decisions/YYYY/MM/DD/HH/"
                                   "*.jsonl, or s3://bucket/prefix)")
     for f in decision_files(p, since, until):
         for d in read_decision_file(f):
@@ -172,7 +174,8 @@ def find_decisions(uri, transaction_id:str) -> list[dict]:
     p = Path(str(uri)).expanduser()
     if not str(uri).startswith('s3://') and _is_sqlite(p):
         db = SQLiteDB(p, 'NORMAL', _DECISIONS_SCHEMA, error=DecisionRecordError)
-        try: rows = db.query('SELECT record FROM decisions WHERE transaction_id = ? ORDER BY scored_at, id', (transaction_id,))
+        try: rows = db.query('SELECT record FROM decisions WHERE transaction_id = ? ORDER BY scored_at, id',
+                             (transaction_id,))
         finally: db.close()
         return [json.loads(r) for (r,) in rows]
     return sorted((d for d in read_decisions(uri) if d.get('transaction_id') == transaction_id),

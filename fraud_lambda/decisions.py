@@ -91,7 +91,8 @@ def _check_scalars(d):
     if not (isinstance(d['manifest_sha256'], str) and _SHA_RE.fullmatch(d['manifest_sha256'])):
         raise _bad('manifest_sha256', '64 lowercase hex characters', d['manifest_sha256'])
     if d['decision'] not in DECISIONS: raise _bad('decision', f'one of {DECISIONS}', d['decision'])
-    if not isinstance(d['idempotent_replay'], bool): raise _bad('idempotent_replay', 'true or false', d['idempotent_replay'])
+    if not isinstance(d['idempotent_replay'], bool):
+        raise _bad('idempotent_replay', 'true or false', d['idempotent_replay'])
     if not (_is_number(d['latency_ms']) and d['latency_ms'] >= 0):
         raise _bad('latency_ms', 'a finite number >= 0', d['latency_ms'])
 
@@ -100,7 +101,8 @@ def _check_values(d):
     "The inputs, metadata, thresholds, scores, reasons and policy"
     x = d['inputs']
     if not isinstance(x, Mapping) or set(x) != set(FEATURES):
-        raise _bad('inputs', 'an object of the 30 inputs Time, V1..V28, Amount', sorted(x) if isinstance(x, Mapping) else x)
+        raise _bad('inputs', 'an object of the 30 inputs Time, V1..V28, Amount',
+                   sorted(x) if isinstance(x, Mapping) else x)
     bad = next((f for f in FEATURES if not _is_number(x[f])), None)
     if bad: raise _bad(f'inputs.{bad}', 'a finite number', x[bad])
     m = d['metadata']
@@ -120,12 +122,14 @@ def _check_values(d):
         if not (isinstance(x, Mapping) and set(x) == {'feature', 'contribution'} and x['feature'] in FEATURES
                 and _is_number(x['contribution'])):
             raise _bad(f'reasons.{i}', 'an object {feature: one of the 30 inputs, contribution: number}', x)
-    if d['policy'] is not None and not isinstance(d['policy'], Mapping): raise _bad('policy', 'null or an object', d['policy'])
+    if d['policy'] is not None and not isinstance(d['policy'], Mapping):
+        raise _bad('policy', 'null or an object', d['policy'])
 
 # %% ../nbs/10h_decisions.ipynb #14ebfa6a
 def check_decision_record(d) -> dict:
     "`d` if it is a valid schema-v1 decision record, else `DecisionRecordError` naming the field"
-    if not isinstance(d, Mapping): raise DecisionRecordError(f"a decision record must be an object, got {type(d).__name__}")
+    if not isinstance(d, Mapping):
+        raise DecisionRecordError(f"a decision record must be an object, got {type(d).__name__}")
     missing = [f for f in DECISION_FIELDS if f not in d]
     if missing: raise DecisionRecordError(f"decision record lacks field(s) {', '.join(missing)}")
     extra = sorted(set(d) - set(DECISION_FIELDS))

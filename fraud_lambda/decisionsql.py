@@ -38,7 +38,8 @@ DUCKDB_COLUMNS = {
 def _duck():
     "duckdb, or a clear error when the research extra is not installed"
     try: import duckdb
-    except ImportError: raise DecisionRecordError("DuckDB is not installed: pip install 'fraud-lambda[research]'") from None
+    except ImportError:
+        raise DecisionRecordError("DuckDB is not installed: pip install 'fraud-lambda[research]'") from None
     return duckdb
 
 def _duck_read(glob:str) -> str:
@@ -89,13 +90,15 @@ def decisions_connection(uri, labels=None):
     if not any((root/'decisions').glob('*/*/*/*/*.jsonl*')):
         raise DecisionRecordError(f"{uri}: no decision files under decisions/YYYY/MM/DD/HH/")
     con = duckdb.connect()
-    con.execute(f"CREATE VIEW decisions AS SELECT * FROM {_duck_read(str(root/'decisions'/'*'/'*'/'*'/'*'/'*.jsonl*'))}")
+    files = str(root/'decisions'/'*'/'*'/'*'/'*'/'*.jsonl*')
+    con.execute(f"CREATE VIEW decisions AS SELECT * FROM {_duck_read(files)}")
     con.execute('CREATE TABLE labels (transaction_id VARCHAR, label VARCHAR, labelled_at VARCHAR, source VARCHAR, '
                 'note VARCHAR)')
     if labels is not None:
         rows = labels.current_labels().values() if hasattr(labels, 'current_labels') else labels
         con.executemany('INSERT INTO labels VALUES (?, ?, ?, ?, ?)',
-                        [[r['transaction_id'], r['label'], r['labelled_at'], r['source'], r.get('note')] for r in rows])
+                        [[r['transaction_id'], r['label'], r['labelled_at'], r['source'], r.get('note')]
+                         for r in rows])
     return con
 
 # %% ../nbs/10k_decisionsql.ipynb #25c0edf0
@@ -113,7 +116,8 @@ def decisions_sql(uri, sql:str, labels=None) -> tuple[list, list]:
 QUERIES = {
     'decision mix per hour':
         "SELECT substr(scored_at, 1, 13) AS hour, decision, COUNT(*) AS n\n"
-        "FROM decisions\nWHERE NOT idempotent_replay\nGROUP BY substr(scored_at, 1, 13), decision\nORDER BY hour, decision",
+        "FROM decisions\nWHERE NOT idempotent_replay\n"
+        "GROUP BY substr(scored_at, 1, 13), decision\nORDER BY hour, decision",
     'precision of flagged decisions':
         "SELECT d.decision, COUNT(*) AS labelled,\n"
         "       SUM(CASE WHEN l.label = 'fraud' THEN 1 ELSE 0 END) AS frauds,\n"
@@ -136,7 +140,7 @@ def explain_decision(record:dict) -> str:
              f"  scored_at        {record['scored_at']}  ({record['source']}, request {record['request_id'] or '-'}, "
              f"{record['latency_ms']:.3f} ms)",
              f"  fraud_probability {p:.6f} {side} (review {t['review']:.6f}, block {t['block']:.6f})",
-             f"  anomaly_score    {'-' if record['anomaly_score'] is None else format(record['anomaly_score'], '.4f')}",
+             f"  anomaly_score    {'-' if record['anomaly_score'] is None else round(record['anomaly_score'], 4)}",
              f"  model            {record['model_version']} (manifest sha256 {record['manifest_sha256']})",
              '  reasons          ' + (', '.join(f"{r['feature']} {r['contribution']:+.3f}" for r in record['reasons'])
                                       or 'none pushed towards fraud'),

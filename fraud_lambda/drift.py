@@ -101,7 +101,8 @@ def same_hours(reference:pd.DataFrame, recent:pd.DataFrame, min_share:float=0.00
 def traffic_frame(traffic_db, since=None, until=None) -> pd.DataFrame:
     "Transactions decided in the decision log `traffic_db` (any `read_decisions` URI), since <= scored_at < until"
     rows = [{'transaction_id': d['transaction_id'], 'scored_at': scored_epoch(d['scored_at']), **d['inputs'],
-             'fraud_probability': d['fraud_probability'], 'decision': d['decision'], 'model_version': d['model_version']}
+             'fraud_probability': d['fraud_probability'], 'decision': d['decision'],
+             'model_version': d['model_version']}
             for d in read_decisions(traffic_db, since, until) if not d['idempotent_replay']]
     if not rows:
         raise DriftError(f"{traffic_db}: no scored transactions between {since or 'the start'} and "
@@ -119,7 +120,7 @@ def _rows_of(data_path) -> pd.DataFrame:
 
 def simulate_traffic(data_path, bundle_dir, traffic_db, holdout_frac:float=0.2,
                      start:float=SIMULATION_START) -> dict:
-    "Score the holdout of `data_path` with the bundle into a new SQLite decision log at `traffic_db`, as the handler would"
+    "Score the holdout of `data_path` with the bundle into a new SQLite decision log at `traffic_db`, as served"
     if Path(traffic_db).exists():
         raise DriftError(f"{traffic_db} already exists: simulate into a new decision log, or read this one "
                          "with traffic_frame")
@@ -128,7 +129,8 @@ def simulate_traffic(data_path, bundle_dir, traffic_db, holdout_frac:float=0.2,
     X, y = xy(ho)
     p = scorer.score_batch(X)
     d = decision_for(p, scorer.thresholds)
-    rows = [decision_record(f'row-{r}', x, float(pi), str(di), scorer.version, scorer.manifest_sha256, scorer.thresholds,
+    rows = [decision_record(f'row-{r}', x, float(pi), str(di), scorer.version, scorer.manifest_sha256,
+                            scorer.thresholds,
                             scored_at=start + t, source='batch')
             for r, x, pi, di, t in zip(ho['row'], X.tolist(), p, d, ho['Time'])]
     log = SQLiteDecisionLog(traffic_db)

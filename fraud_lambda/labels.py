@@ -50,7 +50,8 @@ def _iso_of(ts:float) -> str:
 def check_label(row, i:int=0) -> dict:
     "Row `i` as a normalised label dict, or `LabelError` naming the row and the field"
     def bad(field, problem): return LabelError(f"row {i}: {field} {problem}", i, field)
-    if not isinstance(row, Mapping): raise LabelError(f"row {i}: must be an object, got {type(row).__name__}", i, 'row')
+    if not isinstance(row, Mapping):
+        raise LabelError(f"row {i}: must be an object, got {type(row).__name__}", i, 'row')
     extra = sorted(set(row) - set(LABEL_FIELDS))
     if extra: raise bad(extra[0], f"is not a label field; expected {', '.join(LABEL_FIELDS)}")
     missing = [f for f in LABEL_FIELDS[:4] if row.get(f) in (None, '')]
@@ -58,12 +59,14 @@ def check_label(row, i:int=0) -> dict:
     tid = row['transaction_id']
     if not (isinstance(tid, str) and len(tid) <= MAX_ID_CHARS and _ID_RE.match(tid)):
         raise bad('transaction_id', f"must be 1-{MAX_ID_CHARS} characters of A-Z a-z 0-9 . _ : -, got {tid!r:.60}")
-    if row['label'] not in LABEL_VALUES: raise bad('label', f"must be one of {', '.join(LABEL_VALUES)}, got {row['label']!r:.40}")
+    if row['label'] not in LABEL_VALUES:
+        raise bad('label', f"must be one of {', '.join(LABEL_VALUES)}, got {row['label']!r:.40}")
     if row['source'] not in LABEL_SOURCES:
         raise bad('source', f"must be one of {', '.join(LABEL_SOURCES)}, got {row['source']!r:.40}")
     at = labelled_at_iso(row['labelled_at'])
     if at is None:
-        raise bad('labelled_at', f"must be an ISO-8601 time with a zone like 2026-12-02T01:02:03Z, got {row['labelled_at']!r:.40}")
+        raise bad('labelled_at', 'must be an ISO-8601 time with a zone like 2026-12-02T01:02:03Z, '
+                  f"got {row['labelled_at']!r:.40}")
     note = row.get('note')
     if note is not None and not (isinstance(note, str) and len(note) <= MAX_LABEL_NOTE_CHARS):
         raise bad('note', f'must be null or a string of at most {MAX_LABEL_NOTE_CHARS} characters')
@@ -72,7 +75,7 @@ def check_label(row, i:int=0) -> dict:
 
 # %% ../nbs/10i_labels.ipynb #4120c680
 def current_of(rows:Iterable[Mapping]) -> dict:
-    "{transaction_id: the row that counts}: the latest labelled_at per source, then chargeback > review > customer > other"
+    "{transaction_id: the row that counts}: latest labelled_at per source, then chargeback > review > customer > other"
     rank = {s: i for i, s in enumerate(LABEL_SOURCES)}
     best = {}
     for r in rows:
@@ -90,7 +93,7 @@ class LabelStore:
     "Labels with history: `put_labels`, `current_labels`, `history`; `known_ids(ids) -> set` finds unmatched ids"
     backend = None
     def __init__(self, known_ids:Callable[[Sequence[str]], set]|None=None): self.known_ids = known_ids
-    def _put(self, row:dict) -> str: raise NotImplementedError       # 'accepted' | 'superseded' | 'duplicate' | 'conflict'
+    def _put(self, row:dict) -> str: raise NotImplementedError  # 'accepted', 'superseded', 'duplicate' or 'conflict'
     def rows(self, since:str|None=None) -> list[dict]: raise NotImplementedError
     def history(self, transaction_id:str) -> list[dict]: raise NotImplementedError
     def close(self) -> None: pass
@@ -134,7 +137,8 @@ def put_labels(self:LabelStore, rows:Sequence) -> dict:
 def current_labels(self:LabelStore, since=None) -> dict:
     "{transaction_id: the label row that counts} over labels with labelled_at >= since"
     lo = None if since is None else labelled_at_iso(since) if isinstance(since, str) else _iso_of(float(since))
-    if since is not None and lo is None: raise LabelError(f"since must be an ISO-8601 time with a zone, got {since!r:.40}")
+    if since is not None and lo is None:
+        raise LabelError(f"since must be an ISO-8601 time with a zone, got {since!r:.40}")
     return current_of(self.rows(lo))
 
 # %% ../nbs/10i_labels.ipynb #0337d9c8

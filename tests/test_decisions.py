@@ -1,4 +1,6 @@
-"""The decision log end to end through the handler with real API Gateway events: one record per answer (replays marked), counts that match the responses, the stdout sink, `POST /labels` with every bad-row class, and the `decisions` / `labels push` commands."""
+"""The decision log end to end through the handler with real API Gateway events: one record per answer (replays
+marked), counts that match the responses, the stdout sink, `POST /labels` with every bad-row class, and the
+`decisions` / `labels push` commands."""
 import collections, json
 from pathlib import Path
 import pytest
@@ -58,7 +60,8 @@ def test_conflict_and_bad_request_leave_no_record(served):
     assert call(H.handler, with_body(event, tx))[0] == 200
     assert call(H.handler, with_body(event, {**tx, 'Amount': tx['Amount'] + 1}))[0] == 409
     assert call(H.handler, with_body(event, {**tx, 'V3': 'x'}))[0] == 400
-    assert [r['idempotent_replay'] for r in read_decisions(served['db']) if r['transaction_id'] == 'dl-conflict'] == [False]
+    logged = [r['idempotent_replay'] for r in read_decisions(served['db']) if r['transaction_id'] == 'dl-conflict']
+    assert logged == [False]
 
 def test_stdout_sink_prints_one_line_per_record(tmp_path, capsys):
     open_store(tmp_path/'store').publish('fraud', make_bundle(tmp_path/'bundle'), promote=True)
@@ -131,7 +134,8 @@ def test_decisions_get_export_sql(served, tmp_path, capsys):
     assert res['records'] == total and all(Path(f).is_file() for f in res['files'])
     assert all('/decisions/' in f and f.endswith('/export.jsonl') for f in res['files'])
     assert main(['decisions', 'sql', '--log', str(tmp_path/'exp'),
-                 "SELECT COUNT(*) AS n FROM decisions WHERE transaction_id LIKE 'dl-%' AND NOT idempotent_replay"]) == 0
+                 "SELECT COUNT(*) AS n FROM decisions WHERE transaction_id LIKE 'dl-%' "
+                 "AND NOT idempotent_replay"]) == 0
     assert capsys.readouterr().out.splitlines() == ['n', str(190 + 1)]                 # + dl-conflict
     assert main(['decisions', 'export', '--log', db, '--out', str(tmp_path/'pq'), '--format', 'parquet']) == 0
     assert len(list((tmp_path/'pq').rglob('*.parquet'))) == len(res['files'])

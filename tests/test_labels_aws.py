@@ -1,4 +1,6 @@
-"""The DynamoDB label store against moto_server over HTTP: conditional writes make a repeat idempotent, a later label supersedes and both stay in history, precedence across sources, and `POST /labels` through the handler into the table."""
+"""The DynamoDB label store against moto_server over HTTP: conditional writes make a repeat idempotent, a later label
+supersedes and both stay in history, precedence across sources, and `POST /labels` through the handler into the
+table."""
 import boto3
 import pytest
 from fraud_lambda import handler as H
