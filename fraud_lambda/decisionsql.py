@@ -115,13 +115,13 @@ def decisions_sql(uri, sql:str, labels=None) -> tuple[list, list]:
 # %% ../nbs/10k_decisionsql.ipynb #0a690ca8
 QUERIES = {
     'decision mix per hour':
-        "SELECT substr(scored_at, 1, 13) AS hour, decision, COUNT(*) AS n\n"
+        "SELECT substr(scored_at, 1, 13) AS scored_hour, decision, COUNT(*) AS n\n"
         "FROM decisions\nWHERE NOT idempotent_replay\n"
-        "GROUP BY substr(scored_at, 1, 13), decision\nORDER BY hour, decision",
+        "GROUP BY substr(scored_at, 1, 13), decision\nORDER BY scored_hour, decision",
     'precision of flagged decisions':
         "SELECT d.decision, COUNT(*) AS labelled,\n"
         "       SUM(CASE WHEN l.label = 'fraud' THEN 1 ELSE 0 END) AS frauds,\n"
-        "       CAST(SUM(CASE WHEN l.label = 'fraud' THEN 1 ELSE 0 END) AS DOUBLE) / COUNT(*) AS precision\n"
+        "       CAST(SUM(CASE WHEN l.label = 'fraud' THEN 1 ELSE 0 END) AS DOUBLE) / COUNT(*) AS flagged_precision\n"
         "FROM decisions d JOIN labels l ON l.transaction_id = d.transaction_id\n"
         "WHERE d.decision IN ('review', 'block') AND NOT d.idempotent_replay\n"
         "GROUP BY d.decision\nORDER BY d.decision",
