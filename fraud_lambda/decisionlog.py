@@ -4,13 +4,14 @@
 
 # %% ../nbs/10j_decisionlog.ipynb #0ea2856d
 from __future__ import annotations
-import gzip, json, math, os, sys
+import gzip, json, math, os, struct, sys
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator, Mapping, Sequence
 from .sqlitedb import SQLiteDB
 from .alerts import alert_settings
-from .decisions import DecisionRecordError, decision_record, partition_key, scored_epoch
+from .schema import FEATURES
+from .decisions import DECISION_FIELDS, DecisionRecordError, decision_record, partition_key, scored_epoch
 
 # %% auto #0
 __all__ = ['DECISION_LINE_KEY', 'DecisionLog', 'SQLiteDecisionLog', 'StdoutDecisionLog', 'build_decision_log', 'time_bound',
@@ -30,16 +31,28 @@ class DecisionLog:
 _DECISIONS_SCHEMA = '''
 CREATE TABLE IF NOT EXISTS decisions (
   id INTEGER PRIMARY KEY, transaction_id TEXT NOT NULL, scored_at REAL NOT NULL, decision TEXT NOT NULL,
-  idempotent_replay INTEGER NOT NULL, record TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS decisions_scored_at ON decisions(scored_at);
+  idempotent_replay INTEGER NOT NULL, inputs BLOB NOT NULL, record TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS decisions_transaction_id ON decisions(transaction_id);
 '''
-_INSERT = 'INSERT INTO decisions(transaction_id, scored_at, decision, idempotent_replay, record) VALUES (?,?,?,?,?)'
+_INSERT = ('INSERT INTO decisions(transaction_id, scored_at, decision, idempotent_replay, inputs, record) '
+           'VALUES (?,?,?,?,?,?)')
+_INPUTS = struct.Struct(f'<{len(FEATURES)}d')
+_ENCODE = json.JSONEncoder(separators=(',', ':'), allow_nan=False).encode
 
 def _row(r:dict) -> tuple:
-    "The insert parameters of one record"
+    "The insert parameters of one record: the 30 inputs as packed doubles, the rest as JSON"
+    x = r['inputs']
+    vals = [x[f] for f in FEATURES]
+    if not math.isfinite(sum(vals)):
+        raise DecisionRecordError(f"decision record field inputs must be finite numbers, got {vals!r:.80}")
     return (r['transaction_id'], scored_epoch(r['scored_at']), r['decision'], int(r['idempotent_replay']),
-            json.dumps(r, separators=(',', ':'), allow_nan=False))
+            _INPUTS.pack(*vals), _ENCODE({k: v for k, v in r.items() if k != 'inputs'}))
+
+def _record(inputs:bytes, rest:str) -> dict:
+    "A record from its stored parts, fields in schema order"
+    d = json.loads(rest)
+    d['inputs'] = dict(zip(FEATURES, _INPUTS.unpack(inputs)))
+    return {k: d[k] for k in (*DECISION_FIELDS, *(k for k in d if k not in DECISION_FIELDS))}
 
 # %% ../nbs/10j_decisionlog.ipynb #35175157
 class SQLiteDecisionLog(DecisionLog):
@@ -78,7 +91,7 @@ class StdoutDecisionLog(DecisionLog):
     def __init__(self, stream=None): self.stream = stream
 
     def write(self, record):
-        line = json.dumps({DECISION_LINE_KEY: record}, separators=(',', ':'), allow_nan=False) + '\n'
+        line = _ENCODE({DECISION_LINE_KEY: record}) + '\n'
         out = self.stream or sys.stdout
         out.write(line)
         out.flush()
@@ -153,11 +166,11 @@ def read_decisions(uri, since=None, until=None) -> Iterator[dict]:
     p, lo, hi = Path(s).expanduser(), time_bound(since), time_bound(until)
     if _is_sqlite(p):
         db = SQLiteDB(p, 'NORMAL', _DECISIONS_SCHEMA, error=DecisionRecordError)
-        try: rows = db.query('SELECT record FROM decisions WHERE scored_at >= ? AND scored_at < ? '
+        try: rows = db.query('SELECT inputs, record FROM decisions WHERE scored_at >= ? AND scored_at < ? '
                              'ORDER BY scored_at, id',
                              (-math.inf if lo is None else lo, math.inf if hi is None else hi))
         finally: db.close()
-        for (r,) in rows: yield json.loads(r)
+        for x, r in rows: yield _record(x, r)
         return
     if not p.is_dir():
         raise DecisionRecordError(f"{s}: not a decision log (a SQLite decisions.db, a folder with "
@@ -174,9 +187,9 @@ def find_decisions(uri, transaction_id:str) -> list[dict]:
     p = Path(str(uri)).expanduser()
     if not str(uri).startswith('s3://') and _is_sqlite(p):
         db = SQLiteDB(p, 'NORMAL', _DECISIONS_SCHEMA, error=DecisionRecordError)
-        try: rows = db.query('SELECT record FROM decisions WHERE transaction_id = ? ORDER BY scored_at, id',
+        try: rows = db.query('SELECT inputs, record FROM decisions WHERE transaction_id = ? ORDER BY scored_at, id',
                              (transaction_id,))
         finally: db.close()
-        return [json.loads(r) for (r,) in rows]
+        return [_record(x, r) for x, r in rows]
     return sorted((d for d in read_decisions(uri) if d.get('transaction_id') == transaction_id),
                   key=lambda d: scored_epoch(d['scored_at']))
