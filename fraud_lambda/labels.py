@@ -36,10 +36,11 @@ _ID_RE = re.compile(TRANSACTION_ID_PATTERN)
 def labelled_at_iso(value) -> str|None:
     "An ISO-8601 time with a zone as `2026-12-02T01:02:03.456Z` (UTC, milliseconds), or None if it is not one"
     if not isinstance(value, str) or not 10 <= len(value) <= 40: return None
-    try: dt = datetime.fromisoformat(value.strip().replace('Z', '+00:00'))
-    except ValueError: return None
-    if dt.tzinfo is None: return None
-    return dt.astimezone(timezone.utc).isoformat(timespec='milliseconds').replace('+00:00', 'Z')
+    try:
+        dt = datetime.fromisoformat(value.strip().replace('Z', '+00:00'))
+        if dt.tzinfo is None: return None
+        return dt.astimezone(timezone.utc).isoformat(timespec='milliseconds').replace('+00:00', 'Z')
+    except (ValueError, OverflowError): return None      # OverflowError: 0001-01-01T00:00+01:00 is before year 1 in UTC
 
 # %% ../nbs/10i_labels.ipynb #351dff26
 def _iso_of(ts:float) -> str:
