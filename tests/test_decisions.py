@@ -155,3 +155,25 @@ def test_labels_push_csv(served, tmp_path, capsys):
     bad.write_text('transaction_id,label,labelled_at,source\ndl-5,fraud,2026-12-01T00:00:00Z,bank\n')
     assert main(['labels', 'push', str(bad), '--db', str(tmp_path/'l.db')]) == 2
     assert 'row 0: source must be one of' in capsys.readouterr().err
+
+def test_drift_and_labels_merge_read_the_decision_log(served, tmp_path, capsys):
+    from fraud_lambda.decisionsql import export_decisions
+    from fraud_lambda.drift import traffic_frame
+    db, event = served['db'], load_event('rest_score_legit')
+    H.init(local_env(served['tmp'], served['tmp']/'store'))
+    for i, x in enumerate(served['X'][200:210]): assert call(H.handler, with_body(event, _tx(x, f'dm-{i}')))[0] == 200
+    export_decisions(db, tmp_path/'files')
+    a, b = traffic_frame(db), traffic_frame(tmp_path/'files')                  # one reader: SQLite and the S3 layout
+    assert len(a) == len(b) == sum(1 for r in read_decisions(db) if not r['idempotent_replay'])
+    assert a.transaction_id.tolist() == b.transaction_id.tolist()
+    assert (a[FEATURES].to_numpy() == b[FEATURES].to_numpy()).all()
+    labels = tmp_path/'labels.csv'
+    labels.write_text('transaction_id,label,labelled_at,source\ndm-1,fraud,2026-12-01T00:00:00Z,chargeback\n'
+                      'dm-2,legitimate,2026-12-01T00:00:00Z,review\ndm-2,fraud,2026-12-02T00:00:00Z,review\n')
+    assert main(['labels', 'push', str(labels), '--db', str(tmp_path/'labels.db')]) == 0
+    capsys.readouterr()
+    out = tmp_path/'merged.csv'
+    assert main(['labels', 'merge', '--decisions', str(tmp_path/'files'), '--labels', str(tmp_path/'labels.db'),
+                 '--out', str(out)]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert (rep['labelled_traffic_rows'], rep['frauds']) == (2, 2), rep                 # dm-2's later review wins
