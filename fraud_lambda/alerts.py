@@ -18,7 +18,7 @@ __all__ = ['logger', 'MAX_REASONS', 'MAX_ALERT_BYTES', 'SNS_MAX_BYTES', 'DYNAMOD
 
 # %% ../nbs/10b_alerts.ipynb #6572a937
 class AlertError(ValueError):
-    "An alert, spool entry, idempotency record or traffic row that cannot be built, stored or read"
+    "An alert, spool entry, or idempotency record that cannot be built, stored or read"
 
 # %% ../nbs/10b_alerts.ipynb #03b82993
 logger = logging.getLogger('fraud_lambda.alerts')

@@ -6,17 +6,19 @@
 from __future__ import annotations
 import json
 from typing import Annotated, Literal
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, create_model, model_validator
 from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from .schema import (
     FEATURES, MAX_ABS, MAX_ID_CHARS, MAX_METADATA_VALUE_CHARS, PCA_FEATURES, TRANSACTION_ID_PATTERN, check_metadata)
+from .schema import LABEL_SOURCES, LABEL_VALUES, MAX_LABEL_NOTE_CHARS, MAX_LABEL_ROWS
 
 # %% auto #0
 __all__ = ['TransactionId', 'FiniteNumber', 'ScoreRequest', 'HOLDOUT_FRAUD', 'HOLDOUT_LEGIT', 'UNSUPPORTED_MEDIA_TYPE',
            'EXAMPLES', 'BatchRequest', 'Reason', 'ScoreResponse', 'BatchItem', 'BatchResponse', 'RequestError',
-           'error_body', 'error_response', 'field_errors', 'parse_json_body', 'FieldProblem', 'ErrorDetail',
-           'ErrorResponse', 'GatewayError', 'HealthResponse', 'ModelInfo']
+           'error_body', 'error_response', 'field_errors', 'LabelRow', 'LabelsRequest', 'LabelsResponse',
+           'parse_json_body', 'FieldProblem', 'ErrorDetail', 'ErrorResponse', 'GatewayError', 'HealthResponse',
+           'ModelInfo']
 
 # %% ../nbs/11a_api.ipynb #3f6443c3
 TransactionId = Annotated[str,
@@ -111,6 +113,37 @@ def field_errors(exc:RequestValidationError) -> list:
         loc = [str(p) for p in e.get('loc', ()) if p != 'body']
         out.append({'field': '.'.join(loc) or 'body', 'problem': e.get('msg', 'invalid')})
     return out[:50]
+
+# %% ../nbs/11a_api.ipynb #beb74b46
+def _labelled_at(v:str) -> str:
+    "labelled_at as UTC milliseconds, or a ValueError pydantic reports on the field"
+    from fraud_lambda.labels import labelled_at_iso
+    iso = labelled_at_iso(v)
+    if iso is None: raise ValueError('labelled_at must be an ISO-8601 time with a zone, like 2026-12-02T01:02:03Z')
+    return iso
+
+class LabelRow(_Base):
+    "One label: what a scored transaction turned out to be, and who said so"
+    transaction_id: TransactionId = Field(description='The id the transaction was scored under')
+    label: Literal[LABEL_VALUES] = Field(description='fraud or legitimate')
+    labelled_at: Annotated[str, AfterValidator(_labelled_at)] = Field(
+        description='When the verdict was reached, ISO-8601 with a zone; the latest per source wins')
+    source: Literal[LABEL_SOURCES] = Field(description='chargeback > review > customer > other, in precedence')
+    note: Annotated[str, StringConstraints(max_length=MAX_LABEL_NOTE_CHARS)] | None = None
+
+class LabelsRequest(_Base):
+    "Up to MAX_LABEL_ROWS labels"
+    labels: list[LabelRow] = Field(min_length=1, max_length=MAX_LABEL_ROWS)
+
+# %% ../nbs/11a_api.ipynb #e0c32f37
+class LabelsResponse(BaseModel):
+    rows: int
+    accepted: int
+    superseded: int
+    duplicates: int
+    conflicts: list[str]
+    unmatched: list[str] | None
+    errors: list[dict]
 
 # %% ../nbs/11a_api.ipynb #2410343f
 def parse_json_body(text:str):
@@ -241,3 +274,13 @@ EXAMPLES = {
     500: {'internal': _error_example(500, 'internal', 'internal error (correlation id 3f0c...)')},
     503: {'model_unavailable': _error_example(503, 'model_unavailable', "no model is loaded: no champion; retrying")},
 }
+
+# %% ../nbs/11a_api.ipynb #lbl0ex02
+EXAMPLES['labels_request'] = {'chargeback_and_review': {'summary': 'A chargeback and an analyst verdict', 'value': {
+    'labels': [{'transaction_id': 'holdout-230476', 'label': 'fraud', 'labelled_at': '2026-12-01T09:30:00Z',
+                'source': 'chargeback', 'note': None},
+               {'transaction_id': 'holdout-227846', 'label': 'legitimate', 'labelled_at': '2026-12-01T10:00:00Z',
+                'source': 'review', 'note': 'customer confirmed the purchase'}]}}}
+EXAMPLES['labels_response'] = {'stored': {'summary': 'Both stored; one id was never scored by this deployment', 'value': {
+    'rows': 2, 'accepted': 2, 'superseded': 0, 'duplicates': 0, 'conflicts': [], 'unmatched': ['holdout-227846'],
+    'errors': []}}}

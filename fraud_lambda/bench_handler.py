@@ -17,11 +17,11 @@ __all__ = ['local_env', 'transaction_bodies', 'handler_latency', 'handler_markdo
 
 # %% ../nbs/21a_bench_handler.ipynb #2419b438
 def local_env(work) -> dict:
-    "The handler's default local configuration under `work`: local store, SQLite idempotency, alert log and traffic log"
+    "The handler's default local configuration under `work`: local store; SQLite idempotency, alerts, decision log"
     work = Path(work)
     return {'FRAUD_LAMBDA_HOME': str(work/'home'), 'FRAUD_LAMBDA_STORE_URI': str(work/'store'),
             'FRAUD_LAMBDA_CACHE_DIR': str(work/'cache'), 'FRAUD_LAMBDA_STATE_DB': str(work/'state.db'),
-            'FRAUD_LAMBDA_TRAFFIC_LOG': str(work/'traffic.db'), 'FRAUD_LAMBDA_ALERT_SINKS': 'sqlite'}
+            'FRAUD_LAMBDA_DECISION_LOG': str(work/'decisions.db'), 'FRAUD_LAMBDA_ALERT_SINKS': 'sqlite'}
 
 # %% ../nbs/21a_bench_handler.ipynb #e06259bf
 def transaction_bodies(X, run_tag:str, n:int, seed:int=0) -> list:
@@ -61,34 +61,39 @@ def _stage_contenders(svc, scorer, bodies) -> dict:
     "The handler's stages, each fed its own fresh validated transactions"
     from fraud_lambda.api import ScoreRequest
     from fraud_lambda.idempotency import hash_payload
+    from fraud_lambda.decisions import decision_record
+    from fraud_lambda.decisionlog import StdoutDecisionLog
     txs = [ScoreRequest.model_validate_json(b) for b in bodies]
     s = scorer.score_one(txs[0].model_dump())
     response = {'transaction_id': txs[0].transaction_id, 'fraud_probability': s.fraud_probability,
                 'decision': s.decision, 'reasons': s.reasons, 'model_version': s.model_version, 'latency_ms': 0.1}
-    ttl, it = svc.settings.alert.idempotency_ttl_s, {k: iter(txs) for k in ('score', 'idempotency', 'traffic')}
+    ttl, it = svc.settings.alert.idempotency_ttl_s, {k: iter(txs) for k in ('score', 'idempotency', 'log', 'stdout')}
     raw = iter(bodies)
     def idempotency(_):
         tx = next(it['idempotency'])
         sha = hash_payload(tx.model_dump(mode='json'))
         svc.idempotency.put_if_absent(tx.transaction_id, sha, response, ttl)
-    def traffic(_):
-        tx = next(it['traffic'])
-        svc.traffic.record(tx.transaction_id, [getattr(tx, f) for f in FEATURES], s.fraud_probability, s.decision,
-                           s.model_version)
+    def record(tx):
+        return decision_record(tx.transaction_id, tx.model_dump(mode='json'), s.fraud_probability, s.decision,
+                               s.model_version, scorer.manifest_sha256, scorer.thresholds, s.reasons, s.anomaly_score,
+                               'bench-request', None, 'single', tx.metadata, False, 0.1)
+    stdout_log = StdoutDecisionLog()
     return {'validate': lambda _: ScoreRequest.model_validate_json(next(raw)),
             'score': lambda _: scorer.score_one(next(it['score']).model_dump()), 'idempotency': idempotency,
-            'traffic_log': traffic}
+            'decision_log': lambda _: svc.decisions.write(record(next(it['log']))),
+            'decision_log_stdout': lambda _: stdout_log.write(record(next(it['stdout'])))}
 
 # %% ../nbs/21a_bench_handler.ipynb #2e4ab96d
 def _handler_figures(lat:dict, responses:list, n:int) -> dict:
     "The timed figures of one run: the handler with metrics off and on, and each stage"
     s = {k: summarize_ns(v) for k, v in lat.items()}
-    stages = ('validate', 'score', 'idempotency', 'traffic_log')
+    stages = ('validate', 'score', 'idempotency', 'decision_log')
     return {'single_p50_ms': s['handler']['p50_ms'], 'single_p99_ms': s['handler']['p99_ms'],
             'mean_ms': s['handler']['mean_ms'], 'n': n, 'metrics': 'off (FRAUD_LAMBDA_METRICS=off)',
             'metrics_on_p50_ms': s['handler_metrics_on']['p50_ms'],
             'metrics_on_p99_ms': s['handler_metrics_on']['p99_ms'],
             'stages_p50_ms': {k: s[k]['p50_ms'] for k in stages}, 'stages_p99_ms': {k: s[k]['p99_ms'] for k in stages},
+            'decision_log_stdout_p50_ms': s['decision_log_stdout']['p50_ms'],
             'calls': len(responses), 'flagged': sum(map(_flagged, responses))}
 
 def handler_latency(bundle_dir, X, n:int=2000, warmup:int=200, work_dir=None, block:int=200, block_warmup:int=5,
@@ -121,7 +126,7 @@ def handler_latency(bundle_dir, X, n:int=2000, warmup:int=200, work_dir=None, bl
             'alerts_recorded': count_alerts(env['FRAUD_LAMBDA_STATE_DB'], tag), 'model_version': version,
             'event': 'API Gateway REST (payload v1), as fraud_lambda.server.make_event builds it',
             'config': 'local store; SQLite idempotency, alert log (FRAUD_LAMBDA_ALERT_SINKS=sqlite) and '
-            'traffic log; model refresh check every 60 s'}
+            'decision log (FRAUD_LAMBDA_DECISION_LOG=decisions.db); model refresh check every 60 s'}
 
 # %% ../nbs/21a_bench_handler.ipynb #51bdc18d
 def handler_markdown(h:dict) -> str:
@@ -133,6 +138,8 @@ def handler_markdown(h:dict) -> str:
             f"| handler with metrics on (one EMF line per call) | {fmt_figure(h['metrics_on_p50_ms'])} | "
             f"{fmt_figure(h['metrics_on_p99_ms'])} |",
             *[f"| stage: {k.replace('_', ' ')} | {fmt_figure(st[k])} | {fmt_figure(st99[k])} |" for k in st],
+            *([f"| (decision log as the Lambda stdout line instead, not in the sum) | "
+               f"{fmt_figure(h['decision_log_stdout_p50_ms'])} | - |"] if 'decision_log_stdout_p50_ms' in h else []),
             "| rest: Powertools resolver, event parsing, response validation, JSON (difference of "
             "p50s; stages timed alone run warmer) | "
             f"{fmt_figure(max(h['single_p50_ms'] - sum(st.values()), 0))} | - |"]

@@ -228,11 +228,11 @@ def _keep(trials) -> tuple:
 
 # %% ../nbs/21b_bench_http.ipynb #10351b58
 def _server_counts(traffic_db, run_tag:str) -> tuple:
-    "(scored, flagged) by the server for the ids of one run, from its traffic log"
+    "(scored, flagged) by the server for the ids of one run, from its decision log (replays left out)"
     import sqlite3
     with contextlib.closing(sqlite3.connect(traffic_db)) as c:
-        n, f = c.execute("SELECT COUNT(*), COALESCE(SUM(decision != 'approve'), 0) FROM traffic WHERE "
-                         "transaction_id LIKE ?", (f'{run_tag}-%',)).fetchone()
+        n, f = c.execute("SELECT COUNT(*), COALESCE(SUM(decision != 'approve'), 0) FROM decisions WHERE "
+                         "transaction_id LIKE ? AND idempotent_replay = 0", (f'{run_tag}-%',)).fetchone()
     return n, f
 
 def _http_trial(bundle_dir, tails, work, connections, threads, duration_s, tool, warmup, timeout_s,
@@ -250,7 +250,7 @@ def _http_trial(bundle_dir, tails, work, connections, threads, duration_s, tool,
                                                                      timeout_s))
         time.sleep(1.0)
         alerts = count_alerts(env['FRAUD_LAMBDA_STATE_DB'], tag)
-        scored, flagged = _server_counts(env['FRAUD_LAMBDA_TRAFFIC_LOG'], tag)
+        scored, flagged = _server_counts(env['FRAUD_LAMBDA_DECISION_LOG'], tag)
     finally: stop_process(proc)
     return {**load, 'connections': connections, 'threads': min(threads, connections) if tool == 'wrk' else connections,
             'alerts_recorded': alerts, 'scored_by_server': scored, 'flagged_by_server': flagged,

@@ -351,8 +351,11 @@ def _add_retrain(sub):
     d.add_argument('--bundle', help='score with this bundle directory')
     d.add_argument('--store')
     d.add_argument('--name', default='fraud')
-    d.add_argument('--traffic', help='SQLite traffic log (default: simulate the holdout as traffic)')
-    d.add_argument('--labels', help='labels CSV: transaction_id,label,labelled_at')
+    d.add_argument('--decisions', '--traffic', dest='traffic',
+                   help='decision log: decisions.db, a folder in the S3 layout or s3://... '
+                        '(default: simulate the holdout)')
+    d.add_argument('--labels',
+                   help='labels CSV (transaction_id,label 0/1,labelled_at), a labels.db or dynamodb://TABLE')
     d.add_argument('--since')
     d.add_argument('--until')
     d.add_argument('--bins', type=int, default=10)
@@ -364,13 +367,56 @@ def _add_retrain(sub):
     l = sub.add_parser('labels', help='labelled traffic for the next retrain')
     ls = l.add_subparsers(dest='labels_cmd', required=True)
     m = ls.add_parser('merge', help='write labelled traffic (optionally appended to a base CSV) as a training CSV')
-    m.add_argument('--traffic', required=True)
+    m.add_argument('--decisions', '--traffic', dest='traffic', required=True, help='decision log URI')
     m.add_argument('--labels', required=True)
     m.add_argument('--out', required=True)
     m.add_argument('--base')
     m.add_argument('--since')
     m.add_argument('--until')
     m.set_defaults(func=_cmd_labels)
+    _add_labels_push(ls)
+
+# %% ../nbs/20_cli.ipynb #9543b1a7
+def _cmd_decisions(a):
+    "`decisions get|export|sql` (fraud_lambda.decisionsql)"
+    from fraud_lambda.decisionsql import decisions_command
+    return decisions_command(a)
+
+def _cmd_labels_push(a):
+    "`labels push` (fraud_lambda.labels)"
+    from fraud_lambda.labels import push_command
+    return push_command(a)
+
+# %% ../nbs/20_cli.ipynb #ad3213e0
+def _add_labels_push(ls):
+    "`labels push`"
+    p = ls.add_parser('push', help='store labels from a CSV (transaction_id,label,labelled_at,source[,note])')
+    p.add_argument('file')
+    p.add_argument('--db', help='SQLite label store (default: $FRAUD_LAMBDA_LABELS_DB or labels.db by the state DB)')
+    p.add_argument('--table', help='DynamoDB label table (default: $FRAUD_LAMBDA_LABELS_TABLE)')
+    p.add_argument('--log', help='SQLite decision log to report unmatched ids against')
+    p.set_defaults(func=_cmd_labels_push)
+
+def _add_decisions(sub):
+    "`decisions get|export|sql`"
+    p = sub.add_parser('decisions', help='the decision log: why a transaction got its decision, exports, SQL')
+    ds = p.add_subparsers(dest='decisions_cmd', required=True)
+    g = ds.add_parser('get', help='why one transaction got its decision (exit 1 when unknown)')
+    g.add_argument('transaction_id')
+    g.add_argument('--json', action='store_true', help='the records as JSON')
+    e = ds.add_parser('export', help='a time slice in the S3 layout: <out>/decisions/YYYY/MM/DD/HH/<name>.<format>')
+    e.add_argument('--since')
+    e.add_argument('--until')
+    e.add_argument('--format', choices=['jsonl', 'parquet'], default='jsonl')
+    e.add_argument('--out', required=True)
+    e.add_argument('--name', default='export')
+    q = ds.add_parser('sql', help="DuckDB SQL over the log's files: a view `decisions` and a table `labels`")
+    q.add_argument('query')
+    q.add_argument('--labels', help='label store for the `labels` table: a labels.db or dynamodb://TABLE')
+    for x in (g, e, q):
+        x.add_argument('--log',
+                       help='decisions.db, a folder in the S3 layout or s3://... (default: the configured log)')
+        x.set_defaults(func=_cmd_decisions)
 
 # %% ../nbs/20_cli.ipynb #2c9bd413
 def _cmd_package(a):
@@ -447,8 +493,8 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 # %% ../nbs/20_cli.ipynb #c8072baf
-_ADDERS = [_add_data, _add_report, _add_model, _add_alerts, _add_publish, _add_serve, _add_retrain, _add_deploy,
-           _add_bench]
+_ADDERS = [_add_data, _add_report, _add_model, _add_alerts, _add_publish, _add_serve, _add_retrain, _add_decisions,
+           _add_deploy, _add_bench]
 
 # %% ../nbs/20_cli.ipynb #a94e822a
 def main(argv=None) -> int:

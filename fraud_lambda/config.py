@@ -122,7 +122,7 @@ SINK_NAMES = ('sqlite', 'sns', 'dynamodb', 'webhook')
 
 @dataclass(frozen=True)
 class AlertSettings:
-    "Validated alert, spool, idempotency and traffic-log settings"
+    "Validated alert, spool, idempotency, decision-log and label-store settings"
     sinks: tuple = ('sqlite',)
     sns_topic_arn: str|None = None
     alerts_table: str|None = None
@@ -132,9 +132,11 @@ class AlertSettings:
     state_db: Path = Path('state.db')
     idempotency_table: str|None = None
     idempotency_ttl_s: int = 86400
-    traffic_log: Path|None = None
+    decision_log: Path|str|None = None
     aws_connect_timeout_s: float = 0.5
     aws_read_timeout_s: float = 1.0
+    labels_db: Path = Path('labels.db')
+    labels_table: str|None = None
 
 # %% ../nbs/00a_config.ipynb #e8a228b6
 def _parse_sinks(raw) -> tuple:
@@ -168,15 +170,18 @@ def _required(env, sinks, sink, name, check, what):
     if not v: raise ConfigError(f"{env_var(name)} must be set to {what} because {env_var('ALERT_SINKS')} includes it")
     return check(v, env_var(name))
 
-def _traffic_log(env, state_db) -> Path|None:
-    "The traffic-log path, or None when off (the default on Lambda)"
-    tl = env_text(env, 'TRAFFIC_LOG', '')
-    if tl.lower() == 'off' or (not tl and on_lambda(env)): return None
-    return Path(tl).expanduser() if tl else state_db.with_name('traffic.db')
+def _decision_log(env, state_db) -> Path|str|None:
+    "The decision-log SQLite path, 'stdout' (the default on Lambda), or None when off"
+    if env_text(env, 'TRAFFIC_LOG'):
+        raise ConfigError(f"{env_var('TRAFFIC_LOG')} was renamed {env_var('DECISION_LOG')} (a path, stdout or off)")
+    dl = env_text(env, 'DECISION_LOG', '')
+    if dl.lower() == 'off': return None
+    if dl.lower() == 'stdout' or (not dl and on_lambda(env)): return 'stdout'
+    return Path(dl).expanduser() if dl else state_db.with_name('decisions.db')
 
 # %% ../nbs/00a_config.ipynb #47101e9c
 def load_alert_settings(env:Mapping|None=None) -> AlertSettings:
-    "Validate the alert, spool, idempotency and traffic-log variables in `env` (default: os.environ)"
+    "Validate the alert, spool, idempotency, decision-log and label variables in `env` (default: os.environ)"
     env = os.environ if env is None else env
     sinks = _parse_sinks(env.get(env_var('ALERT_SINKS')))
     topic = _required(env, sinks, 'sns', 'SNS_TOPIC_ARN', check_topic_arn,
@@ -186,11 +191,15 @@ def load_alert_settings(env:Mapping|None=None) -> AlertSettings:
     state_db = default_state_db(env)
     idem_table = env_text(env, 'IDEMPOTENCY_TABLE')
     if idem_table: check_table(idem_table, env_var('IDEMPOTENCY_TABLE'))
+    labels_table = env_text(env, 'LABELS_TABLE')
+    if labels_table: check_table(labels_table, env_var('LABELS_TABLE'))
+    labels_db = Path(env_text(env, 'LABELS_DB') or state_db.with_name('labels.db')).expanduser()
     return AlertSettings(sinks, topic, table, hook, _parse_spool(env.get(env_var('SPOOL')), state_db),
                          env_number(env, 'ALERT_BUDGET_MS', 250, 10, 30_000, int), state_db, idem_table,
-                         env_number(env, 'IDEMPOTENCY_TTL_S', 86400, 1, 366 * 86400, int), _traffic_log(env, state_db),
+                         env_number(env, 'IDEMPOTENCY_TTL_S', 86400, 1, 366 * 86400, int),
+                         _decision_log(env, state_db),
                          env_number(env, 'AWS_CONNECT_TIMEOUT_MS', 500, 10, 60_000, int) / 1000,
-                         env_number(env, 'AWS_READ_TIMEOUT_MS', 1000, 10, 60_000, int) / 1000)
+                         env_number(env, 'AWS_READ_TIMEOUT_MS', 1000, 10, 60_000, int) / 1000, labels_db, labels_table)
 
 # %% ../nbs/00a_config.ipynb #525802c5
 MODEL_NAME_RE = re.compile(r'[A-Za-z0-9._\-]{1,128}')

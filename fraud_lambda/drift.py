@@ -12,7 +12,8 @@ import pandas as pd
 import matplotlib.pyplot as plt
 from .schema import FEATURES, PCA_FEATURES
 from .data import LABEL, COLUMNS, file_sha256, load_transactions, time_split, validate_transactions, xy
-from .traffic import TrafficLog, read_traffic
+from .decisions import decision_record, scored_epoch
+from .decisionlog import SQLiteDecisionLog, read_decisions
 from .scorer import Scorer, decision_for
 
 # %% auto #0
@@ -98,12 +99,15 @@ def same_hours(reference:pd.DataFrame, recent:pd.DataFrame, min_share:float=0.00
 
 # %% ../nbs/15_drift.ipynb #00d2e8a2
 def traffic_frame(traffic_db, since=None, until=None) -> pd.DataFrame:
-    "Scored transactions of the traffic log at `traffic_db` with since <= scored_at < until, oldest first"
-    rows = read_traffic(traffic_db, since=since, until=until)
+    "Transactions decided in the decision log `traffic_db` (any `read_decisions` URI), since <= scored_at < until"
+    rows = [{'transaction_id': d['transaction_id'], 'scored_at': scored_epoch(d['scored_at']), **d['inputs'],
+             'fraud_probability': d['fraud_probability'], 'decision': d['decision'],
+             'model_version': d['model_version']}
+            for d in read_decisions(traffic_db, since, until) if not d['idempotent_replay']]
     if not rows:
         raise DriftError(f"{traffic_db}: no scored transactions between {since or 'the start'} and "
                          f"{until or 'the end'}")
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows).sort_values('scored_at', kind='stable').reset_index(drop=True)
 
 # %% ../nbs/15_drift.ipynb #5a49753b
 SIMULATION_START = datetime(2013, 9, 1, tzinfo=timezone.utc).timestamp()
@@ -116,20 +120,21 @@ def _rows_of(data_path) -> pd.DataFrame:
 
 def simulate_traffic(data_path, bundle_dir, traffic_db, holdout_frac:float=0.2,
                      start:float=SIMULATION_START) -> dict:
-    "Score the holdout of `data_path` with the bundle into a new traffic log at `traffic_db`, as the handler would"
+    "Score the holdout of `data_path` with the bundle into a new SQLite decision log at `traffic_db`, as served"
     if Path(traffic_db).exists():
-        raise DriftError(f"{traffic_db} already exists: simulate into a new traffic log, or read this one "
+        raise DriftError(f"{traffic_db} already exists: simulate into a new decision log, or read this one "
                          "with traffic_frame")
     scorer = Scorer.from_path(bundle_dir)
     _, ho = time_split(_rows_of(data_path), holdout_frac)
     X, y = xy(ho)
     p = scorer.score_batch(X)
     d = decision_for(p, scorer.thresholds)
-    rows = [{'transaction_id': f'row-{r}', 'features': x, 'fraud_probability': float(pi), 'decision': str(di),
-             'model_version': scorer.version, 'scored_at': start + t}
+    rows = [decision_record(f'row-{r}', x, float(pi), str(di), scorer.version, scorer.manifest_sha256,
+                            scorer.thresholds,
+                            scored_at=start + t, source='batch')
             for r, x, pi, di, t in zip(ho['row'], X.tolist(), p, d, ho['Time'])]
-    log = TrafficLog(traffic_db)
-    try: log.record_many(rows)
+    log = SQLiteDecisionLog(traffic_db)
+    try: log.write_many(rows)
     finally: log.close()
     return {'traffic_db': str(traffic_db), 'rows': len(rows), 'frauds': int(y.sum()), 'model_version': scorer.version,
             'since': start + float(ho.Time.min()), 'until': start + float(ho.Time.max()) + 1,
@@ -149,8 +154,24 @@ def _epochs(col:pd.Series, path) -> np.ndarray:
                          f"{int(np.flatnonzero(bad.to_numpy())[0]) + 2}")
     return np.where(num.notna(), num, (parsed - pd.Timestamp(0, tz='UTC')).dt.total_seconds())
 
+def _store_labels(path) -> pd.DataFrame|None:
+    "The labels that count in a label store (a SQLite labels.db or dynamodb://TABLE) as label 0/1, else None"
+    from fraud_lambda.labels import DynamoDBLabelStore, SQLiteLabelStore
+    s = str(path)
+    if s.startswith('dynamodb://'): store = DynamoDBLabelStore(s[len('dynamodb://'):])
+    elif Path(s).is_file() and Path(s).read_bytes()[:16] == b'SQLite format 3\x00': store = SQLiteLabelStore(s)
+    else: return None
+    rows = list(store.current_labels().values())
+    store.close()
+    return pd.DataFrame({'transaction_id': [r['transaction_id'] for r in rows],
+                         'label': np.array([r['label'] == 'fraud' for r in rows], dtype='int8'),
+                         'labelled_at': [scored_epoch(r['labelled_at']) for r in rows]},
+                        columns=list(LABEL_COLUMNS))
+
 def read_labels(path) -> pd.DataFrame:
-    "The labels file at `path` (transaction_id, label, labelled_at), validated; the latest verdict per transaction"
+    "Labels from a CSV (transaction_id, label 0/1, labelled_at) or a label store; the latest verdict per transaction"
+    stored = _store_labels(path)
+    if stored is not None: return stored
     try: raw = pd.read_csv(path, dtype={'transaction_id': str})
     except FileNotFoundError: raise DriftError(f"{path}: no such labels file") from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
@@ -300,8 +321,9 @@ def run_drift(data_path='', bundle_dir='', traffic_db='', labels_csv='', reports
         from fraud_lambda.store import open_store
         bundle_dir = str(open_store(store_uri).pull(name))
     out.mkdir(parents=True, exist_ok=True)
+    local = lambda u: str(u or '') if not u or '://' in str(u) else str(Path(u).resolve())
     params = {'data_path': str(Path(data_path).resolve()) if data_path else '', 'bundle_dir': str(bundle_dir),
-              'traffic_db': str(traffic_db or ''), 'labels_csv': str(labels_csv or ''), 'since': since,
+              'traffic_db': local(traffic_db), 'labels_csv': local(labels_csv), 'since': since,
               'until': until, 'n_bins': n_bins, 'out_dir': str(out)}
     log(f"[{run_id}] drift: running 15_drift.ipynb into {out}")
     secs = run_notebook(nbs/'15_drift.ipynb', out/'15_drift.ipynb', params, cwd=nbs)

@@ -96,7 +96,7 @@ def _precheck(event, settings:Settings) -> dict|None:
     if body is None: return None
     if not _json_media_type(event.get('headers')):
         return _raw_error(415, 'unsupported_media_type', UNSUPPORTED_MEDIA_TYPE)
-    batch = _event_path(event).rstrip('/').endswith('/score/batch')
+    batch = _event_path(event).rstrip('/').endswith(('/score/batch', '/labels'))
     limit = settings.max_batch_body_bytes if batch else settings.max_body_bytes
     if event.get('isBase64Encoded'):
         if len(body) > limit * 4 // 3 + 4:

@@ -9,8 +9,8 @@ from typing import Mapping
 
 # %% auto #0
 __all__ = ['PCA_FEATURES', 'FEATURES', 'MAX_ABS', 'MIN_AMOUNT', 'MAX_ID_CHARS', 'TRANSACTION_ID_PATTERN', 'DECISIONS',
-           'FLAGGED_DECISIONS', 'MAX_METADATA_BYTES', 'MAX_METADATA_VALUE_CHARS', 'SchemaError', 'metadata_bytes',
-           'check_metadata']
+           'FLAGGED_DECISIONS', 'LABEL_VALUES', 'LABEL_SOURCES', 'MAX_LABEL_ROWS', 'MAX_LABEL_NOTE_CHARS',
+           'MAX_METADATA_BYTES', 'MAX_METADATA_VALUE_CHARS', 'SchemaError', 'metadata_bytes', 'check_metadata']
 
 # %% ../nbs/00_schema.ipynb #3655b1f1
 PCA_FEATURES = [f'V{i}' for i in range(1, 29)]
@@ -25,6 +25,12 @@ MAX_ID_CHARS = 128
 TRANSACTION_ID_PATTERN = r'^[A-Za-z0-9._:-]+$'
 DECISIONS = ('approve', 'review', 'block')
 FLAGGED_DECISIONS = ('review', 'block')
+
+# %% ../nbs/00_schema.ipynb #aa02d29d
+LABEL_VALUES = ('fraud', 'legitimate')
+LABEL_SOURCES = ('chargeback', 'review', 'customer', 'other')
+MAX_LABEL_ROWS = 1000
+MAX_LABEL_NOTE_CHARS = 1000
 
 # %% ../nbs/00_schema.ipynb #554ef0d6
 MAX_METADATA_BYTES = 2048

@@ -125,6 +125,7 @@ class Scorer:
         if _get(spec, 'n_inputs', 'int', '') != N_IN: _fail('', f"n_inputs must be {N_IN}")
         self.thresholds = _check_thresholds(m.get('thresholds'))
         self.manifest, self.version, self._arrays = m, bundle.version, bundle.arrays
+        self.manifest_sha256 = bundle.manifest_sha256
         self._chains, self._chain_keys = [], {}
         self._root = self._compile(_get(spec, 'root', 'dict', ''), [], 'root', 0)
         self._n_model_chains = len(self._chains)  # chains compiled after these feed only the detector

@@ -76,5 +76,5 @@ def local_env(tmp, store_dir, **extra):
     "Environment for a handler on a local store with SQLite state in `tmp`"
     return {'FRAUD_LAMBDA_HOME': str(tmp/'home'), 'FRAUD_LAMBDA_STORE_URI': str(store_dir),
             'FRAUD_LAMBDA_CACHE_DIR': str(tmp/'cache'), 'FRAUD_LAMBDA_STATE_DB': str(tmp/'state.db'),
-            'FRAUD_LAMBDA_TRAFFIC_LOG': str(tmp/'traffic.db'), 'FRAUD_LAMBDA_ALERT_SINKS': 'sqlite',
+            'FRAUD_LAMBDA_DECISION_LOG': str(tmp/'decisions.db'), 'FRAUD_LAMBDA_ALERT_SINKS': 'sqlite',
             'FRAUD_LAMBDA_REFRESH_SECONDS': '3600', **{k: str(v) for k, v in extra.items()}}

@@ -36,7 +36,7 @@ def s3_model(aws_env, tmp_path):
 
 def _env(tmp_path, **extra):
     return {'FRAUD_LAMBDA_STORE_URI': 's3://models/prod', 'FRAUD_LAMBDA_CACHE_DIR': str(tmp_path/'cache'),
-            'FRAUD_LAMBDA_STATE_DB': str(tmp_path/'state.db'), 'FRAUD_LAMBDA_TRAFFIC_LOG': 'off',
+            'FRAUD_LAMBDA_STATE_DB': str(tmp_path/'state.db'), 'FRAUD_LAMBDA_DECISION_LOG': 'off',
             'FRAUD_LAMBDA_SNS_TOPIC_ARN': 'arn:aws:sns:us-east-1:123456789012:fraud-alerts', 'FRAUD_LAMBDA_ALERTS_TABLE': 'flagged',
             'AWS_DEFAULT_REGION': 'us-east-1', **extra}
 

@@ -66,7 +66,7 @@ def test_api_needs_a_key_except_health(tpl):
     events = res(tpl, 'FraudFunction')['Properties']['Events']
     routes = {(e['Properties']['Method'], e['Properties']['Path']): e['Properties'].get('Auth', {}).get('ApiKeyRequired', True) for e in events.values()}
     assert routes == {('post', '/score'): True, ('post', '/score/batch'): True, ('get', '/model'): True,
-                      ('get', '/openapi.json'): True, ('get', '/health'): False}
+                      ('get', '/openapi.json'): True, ('get', '/health'): False, ('post', '/labels'): True}
 
 def test_model_bucket_is_private_versioned_encrypted_and_retained(tpl):
     b = res(tpl, 'ModelBucket')
