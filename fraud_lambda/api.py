@@ -14,11 +14,11 @@ from .schema import (
 from .schema import LABEL_SOURCES, LABEL_VALUES, MAX_LABEL_NOTE_CHARS, MAX_LABEL_ROWS
 
 # %% auto #0
-__all__ = ['TransactionId', 'FiniteNumber', 'ScoreRequest', 'HOLDOUT_FRAUD', 'HOLDOUT_LEGIT', 'UNSUPPORTED_MEDIA_TYPE',
-           'EXAMPLES', 'BatchRequest', 'Reason', 'ScoreResponse', 'BatchItem', 'BatchResponse', 'RequestError',
-           'error_body', 'error_response', 'field_errors', 'LabelRow', 'LabelsRequest', 'LabelsResponse',
-           'parse_json_body', 'FieldProblem', 'ErrorDetail', 'ErrorResponse', 'GatewayError', 'HealthResponse',
-           'ModelInfo']
+__all__ = ['TransactionId', 'FiniteNumber', 'ScoreRequest', 'LABELLED_AT_PATTERN', 'HOLDOUT_FRAUD', 'HOLDOUT_LEGIT',
+           'UNSUPPORTED_MEDIA_TYPE', 'EXAMPLES', 'BatchRequest', 'Reason', 'ScoreResponse', 'BatchItem',
+           'BatchResponse', 'RequestError', 'error_body', 'error_response', 'field_errors', 'LabelRow', 'LabelsRequest',
+           'LabelsResponse', 'parse_json_body', 'FieldProblem', 'ErrorDetail', 'ErrorResponse', 'GatewayError',
+           'HealthResponse', 'ModelInfo']
 
 # %% ../nbs/11a_api.ipynb #3f6443c3
 TransactionId = Annotated[str,
@@ -122,12 +122,16 @@ def _labelled_at(v:str) -> str:
     if iso is None: raise ValueError('labelled_at must be an ISO-8601 time with a zone, like 2026-12-02T01:02:03Z')
     return iso
 
+LABELLED_AT_PATTERN = (r'^(19[7-9][0-9]|2[0-9]{3})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]'
+                       r':[0-5][0-9](\.[0-9]{1,6})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$')
+
 class LabelRow(_Base):
     "One label: what a scored transaction turned out to be, and who said so"
     transaction_id: TransactionId = Field(description='The id the transaction was scored under')
     label: Literal[LABEL_VALUES] = Field(description='fraud or legitimate')
     labelled_at: Annotated[str, AfterValidator(_labelled_at)] = Field(
-        description='When the verdict was reached, ISO-8601 with a zone; the latest per source wins')
+        description='When the verdict was reached, ISO-8601 with a zone; the latest per source wins',
+        pattern=LABELLED_AT_PATTERN, json_schema_extra={'format': 'date-time'})
     source: Literal[LABEL_SOURCES] = Field(description='chargeback > review > customer > other, in precedence')
     note: Annotated[str, StringConstraints(max_length=MAX_LABEL_NOTE_CHARS)] | None = None
 
