@@ -330,7 +330,14 @@ def _add_retrain(sub):
     "`retrain`, `drift`, `labels merge`"
     p = sub.add_parser('retrain', help='retrain on new data; promote only if not worse than the champion '
                                        '(exit 0 promoted, 1 kept, 2 failed, 3 conflict)')
-    p.add_argument('--data', required=True, help='transactions CSV with labels (the latest export)')
+    p.add_argument('--data', help='transactions CSV with labels (the latest export); or --decisions')
+    p.add_argument('--decisions', help='train from this decision log: s3://bucket[/prefix] or a local decision log')
+    p.add_argument('--labels', help='labels for --decisions: a CSV, a SQLite label store or a DynamoDB table')
+    p.add_argument('--base', help='a labelled CSV the decisions are appended to')
+    p.add_argument('--label-delay-days', type=float, default=30.0,
+                   help='unlabelled decisions count as legitimate only when older than this (default 30)')
+    p.add_argument('--legit-fraction', type=float, default=1.0,
+                   help='share of legitimate rows kept; every fraud is kept (default 1)')
     p.add_argument('--store',
                    help='s3://bucket/prefix or a directory (default: $FRAUD_LAMBDA_STORE_URI or .fraud-lambda/store)')
     p.add_argument('--name', default='fraud')
@@ -371,6 +378,21 @@ def _add_retrain(sub):
     m.add_argument('--since')
     m.add_argument('--until')
     m.set_defaults(func=_cmd_labels)
+
+# %% ../nbs/20_cli.ipynb #cfef8dc5
+def _cmd_decisions_replay(a):
+    "Re-send to S3 the decision records CloudWatch Logs holds and S3 lacks"
+    from fraud_lambda.decisions_s3 import replay_command
+    return replay_command(a)
+
+def _add_decisions(sub):
+    "`decisions replay`"
+    from fraud_lambda.decisions_s3 import add_replay_arguments
+    p = sub.add_parser('decisions', help='the decision log: records of every scored transaction')
+    ds = p.add_subparsers(dest='decisions_cmd', required=True)
+    r = ds.add_parser('replay', help="write to S3 the records in the function's log group that S3 lacks "
+                                     "(none lost, none doubled)")
+    add_replay_arguments(r).set_defaults(func=_cmd_decisions_replay)
 
 # %% ../nbs/20_cli.ipynb #2c9bd413
 def _cmd_package(a):
@@ -447,8 +469,8 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 # %% ../nbs/20_cli.ipynb #c8072baf
-_ADDERS = [_add_data, _add_report, _add_model, _add_alerts, _add_publish, _add_serve, _add_retrain, _add_deploy,
-           _add_bench]
+_ADDERS = [_add_data, _add_report, _add_model, _add_alerts, _add_publish, _add_serve, _add_retrain, _add_decisions,
+           _add_deploy, _add_bench]
 
 # %% ../nbs/20_cli.ipynb #a94e822a
 def main(argv=None) -> int:

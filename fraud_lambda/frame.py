@@ -14,7 +14,8 @@ from .schema import FEATURES
 
 # %% auto #0
 __all__ = ['LABEL_SOURCES', 'LABEL_VALUES', 'DEFAULT_LABEL_DELAY_DAYS', 'FRAME_SQL', 'FrameError', 'sample_u', 'decisions_table',
-           'read_labels_csv', 'read_labels', 'frame_query', 'build_training_frame', 'correct_run_for_sampling']
+           'read_labels_csv', 'read_labels', 'frame_query', 'build_training_frame', 'decision_records',
+           'frame_from_decision_log', 'correct_run_for_sampling']
 
 # %% ../nbs/14a_frame.ipynb #6640fef5
 class FrameError(ValueError):
@@ -160,6 +161,22 @@ def build_training_frame(decisions, labels, out_csv, base=None, label_delay_days
             'labelled': int(labelled.sum()), 'young_unlabelled_excluded': young,
             'from_decisions': len(f), 'from_base': len(out) - len(f), 'base': None if base is None else str(base),
             'time_shift_s': shift}
+
+# %% ../nbs/14a_frame.ipynb #75a4eba2
+def decision_records(uri, since=None, until=None):
+    "Decision records from `uri`: s3://bucket[/prefix] (decisions_s3) or a local decision log (decisions.read_decisions)"
+    if str(uri).startswith('s3://'):
+        from fraud_lambda.decisions_s3 import iter_s3_decision_files
+        return iter_s3_decision_files(str(uri), since, until)
+    from fraud_lambda.decisions import read_decisions   # issue 12's local reader (SQLite log or a files root)
+    return read_decisions(str(uri), since, until)
+
+def frame_from_decision_log(decisions_uri, labels_uri, out_csv, base=None,
+                            label_delay_days=DEFAULT_LABEL_DELAY_DAYS, legit_fraction:float=1.0, now=None) -> dict:
+    "`build_training_frame` from a decision-log URI and a labels URI; the report names both"
+    rep = build_training_frame(decision_records(decisions_uri), labels_uri, out_csv, base=base,
+                               label_delay_days=label_delay_days, legit_fraction=legit_fraction, now=now)
+    return {**rep, 'decisions': str(decisions_uri), 'labels': str(labels_uri)}
 
 # %% ../nbs/14a_frame.ipynb #8d7fbf24
 def _logit(p): return math.log(p / (1 - p))
