@@ -104,10 +104,11 @@ def iter_s3_decision_files(uri:str, since=None, until=None, client=None):
         for r in records_in_object(body, f"s3://{bucket}/{key}"):
             if lo <= scored_epoch(r) < hi: yield r
 
-# %% ../nbs/10k_decisions_s3.ipynb #12a19842
+# %% ../nbs/10k_decisions_s3.ipynb #2276199a
 def record_identity(record:dict) -> tuple:
-    "(transaction_id, scored_at): one scoring of one transaction; an idempotent replay is a second scoring"
-    return str(record.get('transaction_id')), str(record.get('scored_at'))
+    "(transaction_id, scored_at, request_id, idempotent_replay): one scoring of one transaction"
+    return (str(record.get('transaction_id')), str(record.get('scored_at')), str(record.get('request_id')),
+            bool(record.get('idempotent_replay')))
 
 def write_decision_files(uri:str, records, name:str, client=None) -> list:
     "Write `records` as `<decisions>/YYYY/MM/DD/HH/<name>-<digest>.jsonl.gz`, one file per scored_at hour; the keys"
