@@ -41,7 +41,7 @@ def _record_from(body, resp, scored_at, request_id, thresholds, manifest_sha):
 
 
 @pytest.fixture(scope='module')
-def traffic(tmp_path_factory, capsys_module=None):
+def traffic(tmp_path_factory):
     """2,000 requests through the handler (local store, no alert sinks): the responses, the stdout lines a Lambda would
     log, the holdout's labels and the base CSV. The lines are the handler's own `{"decision_record": ...}` prints when
     it makes them (issue 12's decision log with FRAUD_LAMBDA_DECISION_LOG=stdout), else built from the responses."""
@@ -49,7 +49,7 @@ def traffic(tmp_path_factory, capsys_module=None):
     tmp = tmp_path_factory.mktemp('decisions')
     df = synthetic_transactions(9500, fraud_rate=0.015, seed=1)
     base, hold = time_split(df)                               # 7,600 older rows, 1,900 holdout rows
-    base.to_csv(tmp/'base.csv', index=False)
+    base.tail(3000).to_csv(tmp/'base.csv', index=False)      # the latest 3,000 older rows: enough, and quick to train on
     bundle = make_bundle(tmp/'bundle')
     manifest_sha = hashlib.sha256((Path(bundle)/'manifest.json').read_bytes()).hexdigest()
     store = open_store(str(tmp/'store'))
@@ -156,10 +156,13 @@ def test_decisions_land_in_s3_then_labels_drift_and_retrain(traffic, aws_env, tm
                      'fraud_probability': r['fraud_probability'], 'decision': r['decision'],
                      'model_version': r['model_version']} for r in records if not r['idempotent_replay']])
     tl.close()
-    drift_dir = run_drift(str(traffic['tmp']/'base.csv'), traffic['bundle'], tmp_path/'traffic.db', reports_dir=tmp_path/'reports',
-                          run_id='drift-from-s3', html=False, log=lambda *a: None)
+    drift_labels = tmp_path/'drift_labels.csv'   # the drift report's own labels format: 0/1, latest verdict wins
+    drift_labels.write_text('transaction_id,label,labelled_at\n' + ''.join(f'{a},{int(b == "fraud")},{c}\n' for a, b, c, _ in rows))
+    drift_dir = run_drift(str(traffic['tmp']/'base.csv'), traffic['bundle'], tmp_path/'traffic.db', drift_labels,
+                          reports_dir=tmp_path/'reports', run_id='drift-from-s3', html=False, log=lambda *a: None)
     doc = json.loads((drift_dir/'drift.json').read_text())
-    assert doc['traffic']['rows'] == N_REQUESTS - N_REPEATS
+    assert doc['traffic']['rows'] == N_REQUESTS - N_REPEATS and not doc['traffic']['simulated']
+    assert doc['feedback']['labelled_rows'] == len({r[0] for r in rows})
 
     # retrain from the S3 decision log + labels + the older base, as if 31 days later (every row matured)
     from fraud_lambda.frame import frame_from_decision_log
