@@ -78,7 +78,7 @@ def records_in_object(body:bytes, key:str='') -> list:
         elif isinstance(obj.get(RECORD_KEY), dict): out.append(obj[RECORD_KEY])
         else: out.append(obj)
 
-# %% ../nbs/10k_decisions_s3.ipynb #4a57c2bc
+# %% ../nbs/10k_decisions_s3.ipynb #ac72f55c
 def _s3(client=None):
     "`client` or a default boto3 S3 client (boto3 imported here)"
     if client is not None: return client
@@ -86,7 +86,7 @@ def _s3(client=None):
     return boto3.client('s3')
 
 def _keys(s3, bucket:str, prefixes:list) -> list:
-    "Object keys under each prefix, sorted, data files only (`.json`, `.jsonl`, `.gz`, or Firehose's bare names)"
+    "Object keys under each prefix, sorted; folder markers skipped"
     keys = []
     for p in prefixes:
         for page in s3.get_paginator('list_objects_v2').paginate(Bucket=bucket, Prefix=p):

@@ -30,7 +30,7 @@ def sample_u(key:str) -> float:
     "A uniform number in [0, 1) from the first 32 bits of sha256(key): the sampling draw of one row"
     return int(hashlib.sha256(key.encode()).hexdigest()[:8], 16) / 2**32
 
-# %% ../nbs/14a_frame.ipynb #d2e40dcf
+# %% ../nbs/14a_frame.ipynb #0eb4518d
 def decisions_table(records) -> pd.DataFrame:
     "Decision records as a flat table: id, scored_at (and epoch), replay flag, decision, probability, 30 inputs"
     rows = []
@@ -43,13 +43,14 @@ def decisions_table(records) -> pd.DataFrame:
                          'fraud_probability': float(r['fraud_probability']),
                          'sample_u': sample_u(str(r['transaction_id'])), **{f: float(inputs[f]) for f in FEATURES}})
         except (KeyError, TypeError, ValueError) as e:
+            what = repr(e.args[0]) if isinstance(e, KeyError) else e
             raise FrameError(f"decision record {i} ({str(r.get('transaction_id', '?'))[:40]}) lacks or has a bad "
-                             f"{repr(e.args[0]) if isinstance(e, KeyError) else e}; expected schema_version 1 records") from None
+                             f"{what}; expected schema_version 1 records") from None
     cols = ['transaction_id', 'scored_at', 'scored_epoch', 'idempotent_replay', 'decision', 'fraud_probability',
             'sample_u', *FEATURES]
     return pd.DataFrame(rows, columns=cols)
 
-# %% ../nbs/14a_frame.ipynb #c1749d8e
+# %% ../nbs/14a_frame.ipynb #f4c7c9ff
 def read_labels_csv(path) -> pd.DataFrame:
     "Labels from a CSV with transaction_id,label,labelled_at[,source,note]; a bad row raises naming line and field"
     path = Path(path)
@@ -59,7 +60,8 @@ def read_labels_csv(path) -> pd.DataFrame:
         for n, row in enumerate(csv.DictReader(f), start=2):
             tid, label, src = (row.get('transaction_id') or '').strip(), row.get('label'), row.get('source') or 'other'
             if not tid: raise FrameError(f"{path} line {n}: transaction_id is empty")
-            if label not in LABEL_VALUES: raise FrameError(f"{path} line {n}: label must be fraud or legitimate, got {label!r}")
+            if label not in LABEL_VALUES:
+                raise FrameError(f"{path} line {n}: label must be fraud or legitimate, got {label!r}")
             if src not in LABEL_SOURCES:
                 raise FrameError(f"{path} line {n}: source must be one of {', '.join(LABEL_SOURCES)}, got {src!r}")
             try: at = epoch_seconds(row.get('labelled_at') or '')
@@ -162,9 +164,9 @@ def build_training_frame(decisions, labels, out_csv, base=None, label_delay_days
             'from_decisions': len(f), 'from_base': len(out) - len(f), 'base': None if base is None else str(base),
             'time_shift_s': shift}
 
-# %% ../nbs/14a_frame.ipynb #75a4eba2
+# %% ../nbs/14a_frame.ipynb #55642f45
 def decision_records(uri, since=None, until=None):
-    "Decision records from `uri`: s3://bucket[/prefix] (decisions_s3) or a local decision log (decisions.read_decisions)"
+    "Decision records from `uri`: s3://bucket[/prefix] (decisions_s3) or a local log (decisions.read_decisions)"
     if str(uri).startswith('s3://'):
         from fraud_lambda.decisions_s3 import iter_s3_decision_files
         return iter_s3_decision_files(str(uri), since, until)
