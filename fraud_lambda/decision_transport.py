@@ -9,9 +9,9 @@ import base64, gzip, json
 # %% auto #0
 __all__ = ['RECORD_KEY', 'FILTER_PATTERN', 'record_of_message', 'records_of_envelope', 'firehose_transform', 'processor_source']
 
-# %% ../nbs/10j_decision_transport.ipynb #1d6b7dc2
+# %% ../nbs/10j_decision_transport.ipynb #84a9a0f2
 RECORD_KEY = 'decision_record'
-FILTER_PATTERN = '{ $.decision_record.schema_version = * }'
+FILTER_PATTERN = '{ $.decision_record.schema_version >= 1 }'
 
 # %% ../nbs/10j_decision_transport.ipynb #e51af564
 def record_of_message(message:str) -> dict|None:
