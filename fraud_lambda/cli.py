@@ -330,7 +330,14 @@ def _add_retrain(sub):
     "`retrain`, `drift`, `labels merge`"
     p = sub.add_parser('retrain', help='retrain on new data; promote only if not worse than the champion '
                                        '(exit 0 promoted, 1 kept, 2 failed, 3 conflict)')
-    p.add_argument('--data', required=True, help='transactions CSV with labels (the latest export)')
+    p.add_argument('--data', help='transactions CSV with labels (the latest export); or --decisions')
+    p.add_argument('--decisions', help='train from this decision log: s3://bucket[/prefix] or a local decision log')
+    p.add_argument('--labels', help='labels for --decisions: a CSV, a SQLite label store or a DynamoDB table')
+    p.add_argument('--base', help='a labelled CSV the decisions are appended to')
+    p.add_argument('--label-delay-days', type=float, default=30.0,
+                   help='unlabelled decisions count as legitimate only when older than this (default 30)')
+    p.add_argument('--legit-fraction', type=float, default=1.0,
+                   help='share of legitimate rows kept; every fraud is kept (default 1)')
     p.add_argument('--store',
                    help='s3://bucket/prefix or a directory (default: $FRAUD_LAMBDA_STORE_URI or .fraud-lambda/store)')
     p.add_argument('--name', default='fraud')
@@ -376,6 +383,12 @@ def _add_retrain(sub):
     m.set_defaults(func=_cmd_labels)
     _add_labels_push(ls)
 
+# %% ../nbs/20_cli.ipynb #cfef8dc5
+def _cmd_decisions_replay(a):
+    "Re-send to S3 the decision records CloudWatch Logs holds and S3 lacks"
+    from fraud_lambda.decisions_s3 import replay_command
+    return replay_command(a)
+
 # %% ../nbs/20_cli.ipynb #9543b1a7
 def _cmd_decisions(a):
     "`decisions get|export|sql` (fraud_lambda.decisionsql)"
@@ -398,7 +411,7 @@ def _add_labels_push(ls):
     p.set_defaults(func=_cmd_labels_push)
 
 def _add_decisions(sub):
-    "`decisions get|export|sql`"
+    "`decisions get|export|sql|replay`"
     p = sub.add_parser('decisions', help='the decision log: why a transaction got its decision, exports, SQL')
     ds = p.add_subparsers(dest='decisions_cmd', required=True)
     g = ds.add_parser('get', help='why one transaction got its decision (exit 1 when unknown)')
@@ -417,6 +430,10 @@ def _add_decisions(sub):
         x.add_argument('--log',
                        help='decisions.db, a folder in the S3 layout or s3://... (default: the configured log)')
         x.set_defaults(func=_cmd_decisions)
+    from fraud_lambda.decisions_s3 import add_replay_arguments
+    r = ds.add_parser('replay', help="write to S3 the records in the function's log group that S3 lacks "
+                                     "(none lost, none doubled)")
+    add_replay_arguments(r).set_defaults(func=_cmd_decisions_replay)
 
 # %% ../nbs/20_cli.ipynb #2c9bd413
 def _cmd_package(a):

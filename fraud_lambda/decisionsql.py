@@ -174,9 +174,11 @@ def decisions_command(a) -> int:
     else:
         labels = None
         if a.labels:
-            from fraud_lambda.labels import DynamoDBLabelStore, SQLiteLabelStore
-            labels = (DynamoDBLabelStore(a.labels[len('dynamodb://'):]) if a.labels.startswith('dynamodb://')
-                      else SQLiteLabelStore(a.labels))
+            from fraud_lambda.labels import open_label_store
+            labels = open_label_store(a.labels)
+            if labels is None:
+                print(f"error: --labels {a.labels}: not a labels.db or dynamodb://TABLE", file=sys.stderr)
+                return 2
         cols, rows = decisions_sql(uri, a.query, labels)
         print('\t'.join(cols))
         for r in rows: print('\t'.join('' if v is None else str(v) for v in r))

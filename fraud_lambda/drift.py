@@ -156,11 +156,9 @@ def _epochs(col:pd.Series, path) -> np.ndarray:
 
 def _store_labels(path) -> pd.DataFrame|None:
     "The labels that count in a label store (a SQLite labels.db or dynamodb://TABLE) as label 0/1, else None"
-    from fraud_lambda.labels import DynamoDBLabelStore, SQLiteLabelStore
-    s = str(path)
-    if s.startswith('dynamodb://'): store = DynamoDBLabelStore(s[len('dynamodb://'):])
-    elif Path(s).is_file() and Path(s).read_bytes()[:16] == b'SQLite format 3\x00': store = SQLiteLabelStore(s)
-    else: return None
+    from fraud_lambda.labels import open_label_store
+    store = open_label_store(path)
+    if store is None: return None
     rows = list(store.current_labels().values())
     store.close()
     return pd.DataFrame({'transaction_id': [r['transaction_id'] for r in rows],

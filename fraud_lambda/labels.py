@@ -18,8 +18,8 @@ from .alerts import alert_settings
 
 # %% auto #0
 __all__ = ['LABEL_FIELDS', 'LABELS_TABLE_SCHEMA', 'LabelError', 'labelled_at_iso', 'check_label', 'current_of', 'LabelStore',
-           'check_labels', 'SQLiteLabelStore', 'DynamoDBLabelStore', 'build_label_store', 'read_label_csv',
-           'push_command']
+           'check_labels', 'SQLiteLabelStore', 'DynamoDBLabelStore', 'build_label_store', 'open_label_store',
+           'read_label_csv', 'push_command']
 
 # %% ../nbs/10i_labels.ipynb #95dc1592
 LABEL_FIELDS = ('transaction_id', 'label', 'labelled_at', 'source', 'note')
@@ -253,6 +253,15 @@ def build_label_store(settings=None, known_ids=None) -> LabelStore:
     if s.labels_table:
         return DynamoDBLabelStore(s.labels_table, known_ids=known_ids, connect_timeout=s.aws_connect_timeout_s)
     return SQLiteLabelStore(s.labels_db, known_ids=known_ids)
+
+# %% ../nbs/10i_labels.ipynb #d1cfad74
+def open_label_store(uri, known_ids=None) -> LabelStore|None:
+    "The label store `uri` names: dynamodb://TABLE or a SQLite labels.db; None when it is neither (a CSV, say)"
+    s = str(uri)
+    if s.startswith('dynamodb://'): return DynamoDBLabelStore(s[len('dynamodb://'):], known_ids=known_ids)
+    if not Path(s).is_file(): return None
+    with open(s, 'rb') as f: head = f.read(16)
+    return SQLiteLabelStore(s, known_ids=known_ids) if head == b'SQLite format 3\x00' else None
 
 # %% ../nbs/10i_labels.ipynb #15ba9726
 def read_label_csv(path) -> list[dict]:

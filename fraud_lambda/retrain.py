@@ -152,6 +152,16 @@ def retrain_markdown(record:dict) -> str:
                      f"data `{data.get('path')}` sha256 {str(data.get('sha256'))[:16]}..., "
                      f"{data.get('rows_used'):,} rows used" + ('' if data.get('as_of') is None
                                                                else f" (as_of {data['as_of']:g})") + '.')
+    tf = r.get('training_frame')
+    if tf:
+        lines.append(f"Training frame from decision records `{tf.get('decisions')}` and labels `{tf.get('labels')}`: "
+                     f"label delay {tf['label_delay_days']:g} days, legitimate rows kept at rate "
+                     f"{tf['legit_fraction']:g}; {tf['from_decisions']:,} rows from decisions "
+                     f"({tf['young_unlabelled_excluded']:,} younger unlabelled rows left out, "
+                     f"{tf['replays_dropped']:,} idempotent replays dropped)"
+                     + (f", {tf['from_base']:,} from the base `{tf['base']}`" if tf.get('base') else '')
+                     + ('; sampling undone by prior correction of the chosen model and its thresholds'
+                        if tf.get('sampling_correction') else '') + '.')
     lines.append(f"Timings (s): " + ', '.join(f"{k} {v:.1f}" for k, v in (r.get('timings_s') or {}).items()) + '.')
     return '\n'.join(lines) + '\n'
 
@@ -277,7 +287,8 @@ def _append_record(store, name:str, record:dict, reason:str) -> str|None:
 
 # %% ../nbs/14_retrain.ipynb #bd6a3388
 def retrain(data_path, store_uri=None, reports_dir=None, as_of:float|None=None, margin:float=0.02, name:str='fraud',
-            n_boot:int=1000, report_params:dict|None=None, run_id:str|None=None, log=print) -> RetrainResult:
+            n_boot:int=1000, report_params:dict|None=None, run_id:str|None=None, log=print,
+            training_frame:dict|None=None) -> RetrainResult:
     "Retrain, gate the challenger against the champion on the run's holdout, promote by compare-and-swap, log, report"
     t0, timings, state = time.time(), {}, {'challenger': {}, 'champion': {}, 'differences': None, 'data': None}
     run_id = run_id or _unique_run_id()
@@ -294,6 +305,9 @@ def retrain(data_path, store_uri=None, reports_dir=None, as_of:float|None=None, 
         log(f"[{run_id}] champion {state['champion']['version'] or 'none'}; "
             f"training on {ho['fingerprint']['rows_used']:,} rows")
         with timed('report', timings): _run_reports(data_path, reports_dir, run_id, ho, as_of, log, **kw)
+        if training_frame:
+            from fraud_lambda.frame import correct_run_for_sampling
+            training_frame['sampling_correction'] = correct_run_for_sampling(run_dir, training_frame['legit_fraction'])
         pub = _publish_challenger(store, name, run_dir, run_id, timings)
         state['challenger']['version'] = pub['version']
         with timed('score', timings):
@@ -312,6 +326,7 @@ def retrain(data_path, store_uri=None, reports_dir=None, as_of:float|None=None, 
     timings['total'] = round(time.time() - t0, 2)
     record = _retrain_record(run_id, decision, reason, margin, as_of, n_boot, report_params, state,
                              None if existed else str(run_dir), store, store_uri, timings, error)
+    if training_frame: record['training_frame'] = _jsonable(training_frame)
     log_error = _append_record(store, name, record, reason)
     if log_error: record['log_error'] = log_error
     paths = {} if existed else write_retrain_report(run_dir, record)
@@ -324,7 +339,14 @@ def retrain(data_path, store_uri=None, reports_dir=None, as_of:float|None=None, 
 # %% ../nbs/14_retrain.ipynb #b3ae57bf
 def add_retrain_arguments(p:argparse.ArgumentParser) -> argparse.ArgumentParser:
     "The `fraud-lambda retrain` options"
-    p.add_argument('--data', required=True, help='transactions CSV with labels (the latest export)')
+    p.add_argument('--data', help='transactions CSV with labels (the latest export); or use --decisions')
+    p.add_argument('--decisions', help='decision log to train from: s3://bucket[/prefix] or a local decision log')
+    p.add_argument('--labels', help='labels for --decisions: a CSV, a SQLite label store or a DynamoDB table')
+    p.add_argument('--base', help='a labelled CSV the decisions are appended to (older data)')
+    p.add_argument('--label-delay-days', type=float, default=30.0,
+                   help='unlabelled decisions count as legitimate only when older than this (default 30)')
+    p.add_argument('--legit-fraction', type=float, default=1.0,
+                   help='share of legitimate rows kept in the frame; every fraud is kept (default 1)')
     p.add_argument('--store',
                    help='s3://bucket/prefix or a directory (default: $FRAUD_LAMBDA_STORE_URI or .fraud-lambda/store)')
     p.add_argument('--name', default='fraud', help='model name (default: fraud)')
@@ -345,9 +367,20 @@ def add_retrain_arguments(p:argparse.ArgumentParser) -> argparse.ArgumentParser:
 # %% ../nbs/14_retrain.ipynb #12028467
 def retrain_command(a) -> int:
     "Run `retrain` from parsed arguments; print the decision; return its exit code"
-    r = retrain(a.data, a.store, a.reports_dir, as_of=a.as_of, margin=a.margin, name=a.name, n_boot=a.n_boot,
-                run_id=a.run_id, report_params={'rf_trees': a.rf_trees, 'gbm_trees': a.gbm_trees, 'seed': a.seed,
-                                                'html': not a.no_html})
+    data, frame, run_id = a.data, None, a.run_id or _unique_run_id()
+    if bool(a.data) == bool(getattr(a, 'decisions', None)):
+        raise RetrainError("give either --data CSV or --decisions URI (with --labels URI)")
+    if a.decisions:
+        if not a.labels: raise RetrainError("--decisions needs --labels: a labels CSV, label store or DynamoDB table")
+        from fraud_lambda.frame import frame_from_decision_log
+        data = Path(a.reports_dir or nbs_dir().parent/'reports')/'frames'/f'{run_id}.csv'
+        frame = frame_from_decision_log(a.decisions, a.labels, data, base=a.base,
+                                        label_delay_days=a.label_delay_days, legit_fraction=a.legit_fraction)
+        print(f"[{run_id}] training frame {data}: {frame['rows']:,} rows, {frame['frauds']} frauds "
+              f"(label delay {frame['label_delay_days']:g} d, legitimate rows kept at {frame['legit_fraction']:g})")
+    r = retrain(data, a.store, a.reports_dir, as_of=a.as_of, margin=a.margin, name=a.name, n_boot=a.n_boot,
+                run_id=run_id, report_params={'rf_trees': a.rf_trees, 'gbm_trees': a.gbm_trees, 'seed': a.seed,
+                                              'html': not a.no_html}, training_frame=frame)
     print(json.dumps({'run_id': r.run_id, 'decision': r.decision, 'exit_code': r.exit_code,
                       'challenger': r.challenger_version, 'champion': r.champion_version,
                       'report': r.paths.get('markdown')}))

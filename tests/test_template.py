@@ -13,7 +13,7 @@ TEMPLATE = ROOT/'template.yaml'
 ENV_NAMES = {'FRAUD_LAMBDA_STORE_URI', 'FRAUD_LAMBDA_MODEL_NAME', 'FRAUD_LAMBDA_REFRESH_SECONDS', 'FRAUD_LAMBDA_ALERT_SINKS',
              'FRAUD_LAMBDA_SNS_TOPIC_ARN', 'FRAUD_LAMBDA_ALERTS_TABLE', 'FRAUD_LAMBDA_IDEMPOTENCY_TABLE', 'FRAUD_LAMBDA_SPOOL',
              'FRAUD_LAMBDA_ALERT_BUDGET_MS', 'FRAUD_LAMBDA_BATCH_LIMIT', 'FRAUD_LAMBDA_CACHE_DIR', 'POWERTOOLS_SERVICE_NAME',
-             'POWERTOOLS_METRICS_NAMESPACE', 'LOG_LEVEL'}
+             'POWERTOOLS_METRICS_NAMESPACE', 'LOG_LEVEL', 'FRAUD_LAMBDA_LABELS_TABLE', 'FRAUD_LAMBDA_DECISION_LOG'}
 
 def cfn_lint(path):
     exe = Path(sys.executable).with_name('cfn-lint')
@@ -93,7 +93,7 @@ def test_role_is_least_privilege(tpl):
     plain = [s for s in stmts if 'Fn::If' not in s]
     kms = [s for s in stmts if 'Fn::If' in s]
     grants = {(a, str(s['Resource'])) for s in plain for a in ([s['Action']] if isinstance(s['Action'], str) else s['Action'])}
-    assert sorted({a for a, _ in grants}) == ['dynamodb:GetItem', 'dynamodb:PutItem', 'logs:CreateLogStream', 'logs:PutLogEvents',
+    assert sorted({a for a, _ in grants}) == ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:Query', 'logs:CreateLogStream', 'logs:PutLogEvents',
                                               's3:GetObject', 's3:ListBucket', 'sns:Publish', 'sqs:SendMessage']
     assert not any('*' in a for a, _ in grants) and not any(s['Resource'] == '*' for s in plain)
     by_sid = {s['Sid']: s for s in plain}
@@ -103,6 +103,8 @@ def test_role_is_least_privilege(tpl):
     assert by_sid['RecordAlertsAndIdempotency']['Resource'] == [{'Fn::GetAtt': ['AlertsTable', 'Arn']}, {'Fn::GetAtt': ['IdempotencyTable', 'Arn']}]
     assert by_sid['SpoolFailedAlerts']['Resource'] == {'Fn::GetAtt': ['AlertDlq', 'Arn']}
     assert by_sid['WriteOwnLogs']['Resource'] == {'Fn::GetAtt': ['FunctionLogGroup', 'Arn']}
+    assert by_sid['RecordLabels'] == {'Sid': 'RecordLabels', 'Effect': 'Allow', 'Action': ['dynamodb:PutItem', 'dynamodb:Query'],
+                                      'Resource': {'Fn::GetAtt': ['LabelsTable', 'Arn']}}
     assert len(kms) == 1 and kms[0]['Fn::If'][1]['Action'] == 'kms:Decrypt'
 
 def test_alarms_and_logs(tpl):
@@ -115,3 +117,93 @@ def test_alarms_and_logs(tpl):
 def test_outputs(tpl):
     assert set(tpl['Outputs']) >= {'ApiUrl', 'ApiKeyId', 'ModelBucketName', 'ModelStoreUri', 'AlertTopicArn', 'AlertsTableName',
                                    'IdempotencyTableName', 'AlertDlqUrl'}
+
+# ---- decision log (issue 12): stream, subscription, processor, bucket lifecycle, Glue table, labels table
+from fraud_lambda.decision_transport import FILTER_PATTERN, processor_source
+from fraud_lambda.schema import FEATURES
+
+def _statements(tpl, role):
+    return [s for pol in res(tpl, role)['Properties']['Policies'] for s in pol['PolicyDocument']['Statement']]
+
+def _grants(stmts):
+    return {(a, str(r)) for s in stmts for a in ([s['Action']] if isinstance(s['Action'], str) else s['Action'])
+            for r in (s['Resource'] if isinstance(s['Resource'], list) else [s['Resource']])}
+
+def test_processor_code_is_the_notebook_source(tpl):
+    "The inline processor is exactly fraud_lambda.decision_transport.processor_source(), under the 4 KB ZipFile limit"
+    p = res(tpl, 'DecisionProcessorFunction')['Properties']
+    assert p['Code']['ZipFile'].strip() == processor_source().strip()
+    assert len(p['Code']['ZipFile'].encode()) < 4096
+    assert (p['Handler'], p['Runtime']) == ('index.firehose_transform', 'python3.12')
+    ns = {}
+    exec(compile(p['Code']['ZipFile'], 'index.py', 'exec'), ns)
+    assert ns['firehose_transform']({'records': []}) == {'records': []}
+
+def test_decision_stream_writes_the_layout_through_the_processor(tpl):
+    d = res(tpl, 'DecisionDeliveryStream')['Properties']['ExtendedS3DestinationConfiguration']
+    assert d['BucketARN'] == {'Fn::GetAtt': ['DecisionBucket', 'Arn']} and d['Prefix'] == 'decisions/'
+    assert (d['CompressionFormat'], d['FileExtension']) == ('GZIP', '.jsonl.gz')
+    assert d['ErrorOutputPrefix'].startswith('decisions-errors/')
+    procs = d['ProcessingConfiguration']['Processors']
+    assert d['ProcessingConfiguration']['Enabled'] is True and [p['Type'] for p in procs] == ['Lambda']
+    assert {'ParameterName': 'LambdaArn', 'ParameterValue': {'Fn::GetAtt': ['DecisionProcessorFunction', 'Arn']}} in procs[0]['Parameters']
+    f = res(tpl, 'DecisionSubscriptionFilter')['Properties']
+    assert f['LogGroupName'] == {'Ref': 'FunctionLogGroup'} and f['FilterPattern'] == FILTER_PATTERN
+    assert f['DestinationArn'] == {'Fn::GetAtt': ['DecisionDeliveryStream', 'Arn']}
+
+def test_decision_roles_are_least_privilege(tpl):
+    "Each role can do exactly its step: logs -> stream, stream -> bucket prefixes + processor, processor -> its logs"
+    sub = _grants(_statements(tpl, 'DecisionSubscriptionRole'))
+    assert sub == {('firehose:PutRecord', str({'Fn::GetAtt': ['DecisionDeliveryStream', 'Arn']})),
+                   ('firehose:PutRecordBatch', str({'Fn::GetAtt': ['DecisionDeliveryStream', 'Arn']}))}
+    stream = _grants(_statements(tpl, 'DecisionStreamRole'))
+    assert {a for a, _ in stream} == {'s3:PutObject', 's3:AbortMultipartUpload', 's3:GetBucketLocation', 's3:ListBucket',
+                                      's3:ListBucketMultipartUploads', 'lambda:InvokeFunction',
+                                      'lambda:GetFunctionConfiguration', 'logs:PutLogEvents'}
+    assert {r for a, r in stream if a == 's3:PutObject'} == {str({'Fn::Sub': '${DecisionBucket.Arn}/decisions/*'}),
+                                                             str({'Fn::Sub': '${DecisionBucket.Arn}/decisions-errors/*'})}
+    proc = _grants(_statements(tpl, 'DecisionProcessorRole'))
+    assert proc == {('logs:CreateLogStream', str({'Fn::GetAtt': ['DecisionProcessorLogGroup', 'Arn']})),
+                    ('logs:PutLogEvents', str({'Fn::GetAtt': ['DecisionProcessorLogGroup', 'Arn']}))}
+    for role in ('DecisionSubscriptionRole', 'DecisionStreamRole', 'DecisionProcessorRole'):
+        assert not any('*' in a or r == "'*'" or r == '*' for a, r in _grants(_statements(tpl, role))), role
+    trust = res(tpl, 'DecisionSubscriptionRole')['Properties']['AssumeRolePolicyDocument']['Statement'][0]
+    assert trust['Principal'] == {'Service': 'logs.amazonaws.com'} and 'aws:SourceArn' in trust['Condition']['StringLike']
+
+def test_decision_bucket_lifecycle_and_privacy(tpl):
+    b = res(tpl, 'DecisionBucket')
+    assert (b['DeletionPolicy'], b['UpdateReplacePolicy']) == ('Retain', 'Retain')
+    p = b['Properties']
+    assert all(p['PublicAccessBlockConfiguration'][k] is True for k in ('BlockPublicAcls', 'BlockPublicPolicy', 'IgnorePublicAcls', 'RestrictPublicBuckets'))
+    rules = {r['Id']: r for r in p['LifecycleConfiguration']['Rules']}
+    d = rules['decisions-tiering-and-expiry']
+    assert d['Prefix'] == 'decisions/' and d['ExpirationInDays'] == {'Ref': 'DecisionLogExpirationDays'}
+    assert d['Transitions'] == [{'StorageClass': 'STANDARD_IA', 'TransitionInDays': {'Ref': 'DecisionLogInfrequentAccessDays'}}]
+    assert rules['errors-expiry']['Prefix'] == 'decisions-errors/'
+
+def test_glue_table_projects_the_hour_partitions(tpl):
+    "No crawler: partition projection on dt = yyyy/MM/dd/HH, the Firehose prefix; columns are the record's fields"
+    t = res(tpl, 'DecisionsTable')['Properties']['TableInput']
+    prm = t['Parameters']
+    assert (prm['projection.enabled'], prm['projection.dt.type'], prm['projection.dt.format'],
+            prm['projection.dt.interval.unit']) == ('true', 'date', 'yyyy/MM/dd/HH', 'HOURS')
+    assert prm['storage.location.template'] == {'Fn::Sub': 's3://${DecisionBucket}/decisions/${!dt}/'}
+    assert t['PartitionKeys'] == [{'Name': 'dt', 'Type': 'string'}]
+    sd = t['StorageDescriptor']
+    assert sd['SerdeInfo']['SerializationLibrary'] == 'org.openx.data.jsonserde.JsonSerDe'
+    cols = {c['Name']: c['Type'] for c in sd['Columns']}
+    assert list(cols)[:5] == ['schema_version', 'transaction_id', 'request_id', 'scored_at', 'source']
+    assert cols['inputs'] == 'struct<' + ','.join(f'{f.lower()}:double' for f in FEATURES) + '>'
+    assert {'model_version', 'manifest_sha256', 'thresholds', 'fraud_probability', 'anomaly_score', 'decision', 'reasons',
+            'idempotent_replay', 'latency_ms', 'policy', 'metadata'} <= set(cols)
+    assert not any(r['Type'] == 'AWS::Glue::Crawler' for r in tpl['Resources'].values())
+
+def test_labels_table_and_function_environment(tpl):
+    p = res(tpl, 'LabelsTable')['Properties']
+    assert p['KeySchema'] == [{'AttributeName': 'transaction_id', 'KeyType': 'HASH'}, {'AttributeName': 'sk', 'KeyType': 'RANGE'}]
+    assert {a['AttributeName']: a['AttributeType'] for a in p['AttributeDefinitions']} == {'transaction_id': 'S', 'sk': 'S'}
+    assert p['BillingMode'] == 'PAY_PER_REQUEST' and res(tpl, 'LabelsTable')['DeletionPolicy'] == 'Retain'
+    env = res(tpl, 'FraudFunction')['Properties']['Environment']['Variables']
+    assert env['FRAUD_LAMBDA_LABELS_TABLE'] == {'Ref': 'LabelsTable'} and env['FRAUD_LAMBDA_DECISION_LOG'] == 'stdout'
+    assert set(tpl['Outputs']) >= {'DecisionBucketName', 'DecisionLogUri', 'DecisionDeliveryStreamName', 'DecisionsDatabaseName',
+                                   'LabelsTableName'}
