@@ -67,6 +67,18 @@ def _sha256(data:bytes) -> str:
     "Hex SHA-256 of `data`"
     return hashlib.sha256(data).hexdigest()
 
+# %% ../nbs/09_backends.ipynb #b6788ada
+def _hash_copy(src, dest=None, on_bytes=None) -> tuple:
+    "Stream the file-like `src` to the path `dest` (or only hash it) in 1 MiB reads; return (sha256, bytes)"
+    h, n = hashlib.sha256(), 0
+    with (open(dest, 'wb') if dest else contextlib.nullcontext()) as out:
+        for b in iter(lambda: src.read(1 << 20), b''):
+            h.update(b)
+            n += len(b)
+            if out: out.write(b)
+            if on_bytes: on_bytes(len(b))
+    return h.hexdigest(), n
+
 # %% ../nbs/09_backends.ipynb #79efee6d
 class _Meter:
     "Bytes done of a known total, reported to `callback(done, total)`"
@@ -173,14 +185,7 @@ def download(self:LocalBackend, key, dest=None, on_bytes=None) -> tuple:
     try: src = open(self._path(key), 'rb')
     except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
         raise _NoSuchObject(f"{self.where(key)} does not exist") from None
-    h, n = hashlib.sha256(), 0
-    with src, (open(dest, 'wb') if dest else contextlib.nullcontext()) as out:
-        for b in iter(lambda: src.read(1 << 20), b''):
-            h.update(b)
-            n += len(b)
-            if out: out.write(b)
-            if on_bytes: on_bytes(len(b))
-    return h.hexdigest(), n
+    with src: return _hash_copy(src, dest, on_bytes)
 
 # %% ../nbs/09_backends.ipynb #8ba49b2d
 @patch
@@ -369,14 +374,7 @@ def get(self:S3Backend, key) -> tuple:
 def download(self:S3Backend, key, dest=None, on_bytes=None) -> tuple:
     "Stream `key` to `dest` (or only hash it); return (sha256, bytes)"
     r = self._call('get_object', key)
-    h, n, body = hashlib.sha256(), 0, r['Body']
-    with _reading(self, key), (open(dest, 'wb') if dest else contextlib.nullcontext()) as out:
-        for b in iter(lambda: body.read(1 << 20), b''):
-            h.update(b)
-            n += len(b)
-            if out: out.write(b)
-            if on_bytes: on_bytes(len(b))
-    return h.hexdigest(), n
+    with _reading(self, key): return _hash_copy(r['Body'], dest, on_bytes)
 
 # %% ../nbs/09_backends.ipynb #fce8efa5
 @patch
