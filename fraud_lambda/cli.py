@@ -437,6 +437,41 @@ def _add_bench(sub):
     p.add_argument('--work-dir')
     p.set_defaults(func=_cmd_bench)
 
+# %% ../nbs/20_cli.ipynb #753223c9
+def _cmd_score(a):
+    "Score a file with a bundle or the store's champion; exit 1 when some rows could not be scored"
+    from fraud_lambda.batch import score_file, summary_table
+    from fraud_lambda.scorer import Scorer
+    if a.bundle: path = a.bundle
+    else:
+        from fraud_lambda.store import open_store
+        path = open_store(a.store).pull(a.name, a.version)
+    s = score_file(a.input, a.out, Scorer.from_path(path), chunk_rows=a.chunk_rows, id_column=a.id_column,
+                   fmt=a.format, out_fmt=a.out_format, reasons=a.reasons, progress=not a.quiet)
+    print(json.dumps(s, indent=1) if a.json else summary_table(s))
+    return 1 if s['bad_rows'] else 0
+
+def _add_score(sub):
+    "`score`"
+    p = sub.add_parser('score', help='score a CSV or Parquet file (local or s3://) into OUTPUT, bad rows into '
+                                     'OUTPUT.errors.csv (exit 1 when there are any)')
+    p.add_argument('input', help='transactions file: .csv or .parquet, a path or s3://bucket/key')
+    p.add_argument('--out', required=True, help='output file: .csv or .parquet, a path or s3://bucket/key')
+    p.add_argument('--bundle', help='score with this bundle directory (default: the champion of --store)')
+    p.add_argument('--store', help='model store (default: $FRAUD_LAMBDA_STORE_URI or the local store)')
+    p.add_argument('--name', default='fraud')
+    p.add_argument('--version', help='a model version (default: the champion)')
+    p.add_argument('--id-column', help='id column to carry into the output (default: transaction_id if present, '
+                                       'else the row number)')
+    p.add_argument('--chunk-rows', type=int, default=50_000, help='rows per chunk (memory grows with it)')
+    p.add_argument('--reasons', choices=['flagged', 'all', 'none'], default='flagged',
+                   help='which rows get a top reason (default: review and block rows)')
+    p.add_argument('--format', choices=['csv', 'parquet'], help='input format (default: from the suffix)')
+    p.add_argument('--out-format', choices=['csv', 'parquet'], help='output format (default: from the suffix)')
+    p.add_argument('--json', action='store_true', help='print the summary as JSON')
+    p.add_argument('-q', '--quiet', action='store_true', help='no progress bar')
+    p.set_defaults(func=_cmd_score)
+
 # %% ../nbs/20_cli.ipynb #fc8cbf3e
 def build_parser() -> argparse.ArgumentParser:
     "The `fraud-lambda` argument parser with every subcommand"
@@ -448,7 +483,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 # %% ../nbs/20_cli.ipynb #c8072baf
 _ADDERS = [_add_data, _add_report, _add_model, _add_alerts, _add_publish, _add_serve, _add_retrain, _add_deploy,
-           _add_bench]
+           _add_bench, _add_score]
 
 # %% ../nbs/20_cli.ipynb #a94e822a
 def main(argv=None) -> int:
