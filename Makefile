@@ -8,7 +8,7 @@ DATA ?=
 DATA_FILE ?= data/creditcard.csv
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 
-.PHONY: venv data demo report serve test check-clean nbtest pytest bench lab export clean-venv
+.PHONY: venv data demo report serve test check-clean nbtest pytest bench lab export clean-venv checkov-venv
 
 venv: $(INSTALLED)
 
@@ -17,6 +17,17 @@ $(INSTALLED): settings.ini setup.py .ci/constraints.txt
 	$(BIN)/python -m pip install -q --upgrade 'pip>=24'
 	$(BIN)/python -m pip install -q -c .ci/constraints.txt -e '.[dev,research,aws]'
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name 'Python 3 (fraud-lambda)' >/dev/null
+	touch $@
+
+# checkov (the IaC scan in tests/test_template.py) in a virtualenv of its own: it pins boto3 to an old release
+CHECKOV_VENV ?= .venv-checkov
+CHECKOV := $(CHECKOV_VENV)/bin/checkov
+
+checkov-venv: $(CHECKOV)
+
+$(CHECKOV): .ci/checkov-constraints.txt
+	test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install -q -c .ci/checkov-constraints.txt 'checkov==3.3.30'
 	touch $@
 
 data: venv
@@ -48,8 +59,8 @@ check-clean: export
 nbtest: venv
 	$(BIN)/nbdev_test --n_workers 2 --timing
 
-pytest: venv
-	$(BIN)/python -m pytest tests/ -q
+pytest: venv checkov-venv
+	CHECKOV=$(CHECKOV) $(BIN)/python -m pytest tests/ -q
 
 test: check-clean nbtest pytest
 
