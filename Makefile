@@ -38,9 +38,14 @@ report: data
 
 # The main job: real data -> retrain (papermill report, bundle, champion/challenger gate) -> local API -> holdout replayed over HTTP.
 # retrain exits 0 when it promoted and 1 when it kept the champion; both are fine here.
+# The server's output (one JSON line per alert) goes to the run's demo-serve.log; the console gets a short table.
 demo: data
 	$(BIN)/fraud-lambda retrain --data $(DATA_FILE); rc=$$?; [ $$rc -le 1 ] || exit $$rc
-	$(BIN)/fraud-lambda replay --serve --concurrency 8
+	@run=reports/$$(cat reports/latest); \
+	$(BIN)/fraud-lambda replay --serve --concurrency 8 --table --log $$run/demo-serve.log; rc=$$?; \
+	echo "report      $$run/retrain.md (the notebooks as HTML beside it)"; \
+	echo "bundle      $$run/models/bundle (this run's challenger; the champion is served from the local store)"; \
+	echo "log         $$run/demo-serve.log"; exit $$rc
 
 serve: venv
 	$(BIN)/fraud-lambda serve --port 8000
