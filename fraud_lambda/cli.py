@@ -458,7 +458,7 @@ def _add_bench(sub):
     p.add_argument('--reports-dir', default='reports')
     p.add_argument('--out', default='reports/bench')
     p.add_argument('--data', help='holdout CSV (default: the run\'s own data file)')
-    p.add_argument('--only', help='comma-separated sections: scoring,handler,http,package (default: all)')
+    p.add_argument('--only', help='comma-separated sections: scoring,handler,http,package,batch_file (default: all)')
     p.add_argument('--duration', type=float, default=30, help='seconds of HTTP load per trial')
     p.add_argument('--connections', default='4,16')
     p.add_argument('--threads', type=int, default=1)
