@@ -67,7 +67,7 @@ nbtest: venv
 pytest: venv checkov-venv
 	CHECKOV=$(CHECKOV) $(BIN)/python -m pytest tests/ -q
 
-test: check-clean nbtest pytest
+test: check-clean nbtest pytest docs-check
 
 bench: venv
 	$(BIN)/fraud-lambda bench
@@ -77,6 +77,23 @@ lab: venv
 
 clean-venv:
 	rm -rf $(VENV)
+
+# ---- docs: the nbdev site (Quarto) from the notebooks into _docs/; `make docs-preview` serves it live.
+# quarto-cli (the docs extra, pinned) is an sdist that downloads Quarto's release from GitHub when it is built,
+# so it installs only where GitHub is reachable. `make docs-check` (run by `make test`) needs no Quarto: it runs
+# nbdev's notebook processing (.ci/docs_check.py), which renders every show_doc API entry and fails on an error.
+.PHONY: docs docs-preview docs-check
+
+docs: venv
+	$(BIN)/python -m pip install -q -c .ci/constraints.txt -e '.[docs]' || { echo "make docs: could not install quarto-cli (it downloads Quarto from GitHub while installing); install Quarto yourself (https://quarto.org) and run '$(BIN)/nbdev_docs'"; exit 1; }
+	$(BIN)/nbdev_docs
+	@echo "docs site: _docs/index.html (preview with '$(BIN)/nbdev_preview')"
+
+docs-preview: docs
+	$(BIN)/nbdev_preview
+
+docs-check: venv
+	$(BIN)/python .ci/docs_check.py 2
 
 # ---- deploy (nbs/13_deploy): the Lambda zip, and the target `sam build` runs ----------------------------------
 # `sam build` (template.yaml: BuildMethod makefile, ContextPath/WorkingDirectory .) runs `make build-FraudFunction`
