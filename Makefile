@@ -8,7 +8,7 @@ DATA ?=
 DATA_FILE ?= data/creditcard.csv
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 
-.PHONY: venv data demo report serve test check-clean nbtest pytest bench lab export clean-venv
+.PHONY: venv data demo report serve test check-clean nbtest pytest bench lab export clean-venv checkov-venv
 
 venv: $(INSTALLED)
 
@@ -19,6 +19,17 @@ $(INSTALLED): settings.ini setup.py .ci/constraints.txt
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name 'Python 3 (fraud-lambda)' >/dev/null
 	touch $@
 
+# checkov (the IaC scan in tests/test_template.py) in a virtualenv of its own: it pins boto3 to an old release
+CHECKOV_VENV ?= .venv-checkov
+CHECKOV := $(CHECKOV_VENV)/bin/checkov
+
+checkov-venv: $(CHECKOV)
+
+$(CHECKOV): .ci/checkov-constraints.txt
+	test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install -q -c .ci/checkov-constraints.txt 'checkov==3.3.30'
+	touch $@
+
 data: venv
 	$(BIN)/fraud-lambda data fetch $(if $(DATA),--path $(DATA),)
 
@@ -27,9 +38,14 @@ report: data
 
 # The main job: real data -> retrain (papermill report, bundle, champion/challenger gate) -> local API -> holdout replayed over HTTP.
 # retrain exits 0 when it promoted and 1 when it kept the champion; both are fine here.
+# The server's output (one JSON line per alert) goes to the run's demo-serve.log; the console gets a short table.
 demo: data
 	$(BIN)/fraud-lambda retrain --data $(DATA_FILE); rc=$$?; [ $$rc -le 1 ] || exit $$rc
-	$(BIN)/fraud-lambda replay --serve --concurrency 8
+	@run=reports/$$(cat reports/latest); \
+	$(BIN)/fraud-lambda replay --serve --concurrency 8 --table --log $$run/demo-serve.log; rc=$$?; \
+	echo "report      $$run/retrain.md (the notebooks as HTML beside it)"; \
+	echo "bundle      $$run/models/bundle (this run's challenger; the champion is served from the local store)"; \
+	echo "log         $$run/demo-serve.log"; exit $$rc
 
 serve: venv
 	$(BIN)/fraud-lambda serve --port 8000
@@ -49,10 +65,10 @@ check-clean: export
 nbtest: venv
 	$(BIN)/nbdev_test --n_workers 2 --timing
 
-pytest: venv node_modules/.installed
-	$(BIN)/python -m pytest tests/ -q
+pytest: venv node_modules/.installed checkov-venv
+	CHECKOV=$(CHECKOV) $(BIN)/python -m pytest tests/ -q
 
-test: check-clean nbtest pytest
+test: check-clean nbtest pytest docs-check
 
 bench: venv
 	$(BIN)/fraud-lambda bench
@@ -62,6 +78,23 @@ lab: venv
 
 clean-venv:
 	rm -rf $(VENV)
+
+# ---- docs: the nbdev site (Quarto) from the notebooks into _docs/; `make docs-preview` serves it live.
+# quarto-cli (the docs extra, pinned) is an sdist that downloads Quarto's release from GitHub when it is built,
+# so it installs only where GitHub is reachable. `make docs-check` (run by `make test`) needs no Quarto: it runs
+# nbdev's notebook processing (.ci/docs_check.py), which renders every show_doc API entry and fails on an error.
+.PHONY: docs docs-preview docs-check
+
+docs: venv
+	$(BIN)/python -m pip install -q -c .ci/constraints.txt -e '.[docs]' || { echo "make docs: could not install quarto-cli (it downloads Quarto from GitHub while installing); install Quarto yourself (https://quarto.org) and run '$(BIN)/nbdev_docs'"; exit 1; }
+	$(BIN)/nbdev_docs
+	@echo "docs site: _docs/index.html (preview with '$(BIN)/nbdev_preview')"
+
+docs-preview: docs
+	$(BIN)/nbdev_preview
+
+docs-check: venv
+	$(BIN)/python .ci/docs_check.py 2
 
 # ---- deploy (nbs/13_deploy): the Lambda zip, and the target `sam build` runs ----------------------------------
 # `sam build` (template.yaml: BuildMethod makefile, ContextPath/WorkingDirectory .) runs `make build-FraudFunction`

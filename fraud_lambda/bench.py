@@ -11,6 +11,7 @@ from .bench_scoring import fmt_figure, holdout_rows, results_markdown, run_scori
 from .bench_handler import handler_latency, handler_markdown
 from .bench_http import http_load, http_markdown
 from .bench_package import package_bench, package_markdown
+from .bench_batch import batch_file_bench, batch_markdown
 
 # %% auto #0
 __all__ = ['SECTIONS', 'bench_markdown', 'targets_markdown', 'resolve_run', 'run_label', 'run_all']
@@ -18,12 +19,14 @@ __all__ = ['SECTIONS', 'bench_markdown', 'targets_markdown', 'resolve_run', 'run
 # %% ../nbs/21d_bench.ipynb #37850d2c
 _SHOWN = (('scoring', 'Scoring: numpy scorer against scikit-learn', 'single_p50_ms'),
           ('handler', 'The Lambda handler, in-process', 'stages_p50_ms'),
-          ('http', 'The local API under HTTP load', 'trials'), ('package', 'The Lambda package', 'zip_mb'))
+          ('http', 'The local API under HTTP load', 'trials'), ('package', 'The Lambda package', 'zip_mb'),
+          ('batch_file', 'Batch file scoring: fraud-lambda score against the library', 'rows_per_s'))
 
 def bench_markdown(doc:dict) -> str:
     "`results.md`: a short table per section present (and complete) in `doc`"
     render = {'scoring': lambda s: results_markdown({**s, 'footprint_mb': doc.get('footprint_mb', {})}),
-              'handler': handler_markdown, 'http': http_markdown, 'package': package_markdown}
+              'handler': handler_markdown, 'http': http_markdown, 'package': package_markdown,
+              'batch_file': batch_markdown}
     parts = ['# fraud-lambda benchmarks', 'Medians (p50) and p99 of one run per section on the machine named; '
              'reproduce with `make bench` (`fraud-lambda bench`).']
     for key, title, needs in _SHOWN:
@@ -108,7 +111,7 @@ def targets_markdown(doc:dict) -> str:
     return '\n'.join(rows + _serving_targets(doc))
 
 # %% ../nbs/21d_bench.ipynb #14b23b81
-SECTIONS = ('scoring', 'handler', 'http', 'package')
+SECTIONS = ('scoring', 'handler', 'http', 'package', 'batch_file')
 
 def resolve_run(run_dir=None, reports_dir='reports') -> Path:
     "The report run folder: `run_dir`, or the one `reports_dir/latest` names when `run_dir` is None or 'latest'"
@@ -171,6 +174,8 @@ def _run_section(name, run, X, res, out, label, bundle, work, o:dict) -> dict:
     if name == 'handler': figures = handler_latency(bundle, X, o['n_single'], o['warmup'], work/'handler')
     elif name == 'http':
         figures = http_load(bundle, X, o['duration_s'], o['connections'], o['threads'], work/'http', o['http_tool'])
+    elif name == 'batch_file':
+        figures = batch_file_bench(bundle, run/'models'/'chosen.joblib', X, work/'batch')
     else:
         figures = package_bench(bundle, X, work/'package', seed_package=o['seed_package'], clean_runs=o['clean_runs'])
     return _section(res, name, figures, label, m)

@@ -8,7 +8,7 @@ import argparse, json, os, sys
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['build_parser', 'main']
+__all__ = ['replay_table', 'build_parser', 'main']
 
 # %% ../nbs/20_cli.ipynb #8d392519
 def _user_errors():
@@ -231,8 +231,9 @@ def _cmd_replay(a):
     if a.limit: df = df.iloc[:a.limit]
     X, y = xy(df)
     key = a.api_key[0] if a.api_key else os.environ.get('FRAUD_LAMBDA_API_KEY')
-    proc = _spawn_server(a, key) if a.serve else None
+    proc = _spawn_server(a, key, _server_log(a)) if a.serve else None
     url = proc.url if proc else a.url
+    if proc: print(f"local API on {url}; its log (alert lines included): {proc.log}", file=sys.stderr)
     try: out = replay(url, X, y, api_key=key, concurrency=a.concurrency)
     finally:
         if proc: proc.stop()
@@ -242,20 +243,26 @@ def _cmd_replay(a):
         s = load_alert_settings({**os.environ, **_serve_env(a)})
         out['flagged'] = out['decisions']['review'] + out['decisions']['block']
         if 'sqlite' in s.sinks: out['alerts_recorded'] = count_alerts(s.state_db, out['run_tag'])
-    print(json.dumps(out, indent=1))
+    if proc: out['server_log'] = str(proc.log)
+    print(replay_table(out) if a.table else json.dumps(out, indent=1))
     return 0 if out['errors'] == 0 and out['non_2xx'] == 0 else 1
 
 # %% ../nbs/20_cli.ipynb #4a75413f
 class _ServerProcess:
     "`fraud-lambda serve` in a subprocess on a free port"
-    def __init__(self, args, env):
+    def __init__(self, args, env, log=None):
         import socket, subprocess
         with socket.socket() as sk:
             sk.bind(('127.0.0.1', 0))
             self.port = sk.getsockname()[1]
         self.url = f'http://127.0.0.1:{self.port}'
         cmd = [sys.executable, '-m', 'fraud_lambda.cli', 'serve', '--port', str(self.port), *args]
-        self.proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL)
+        self.log = Path(log) if log else None
+        if self.log: self.log.parent.mkdir(parents=True, exist_ok=True)
+        out = open(self.log, 'ab') if self.log else None
+        try: self.proc = subprocess.Popen(cmd, env=env, stdout=out or subprocess.DEVNULL, stderr=out)
+        finally:
+            if out: out.close()
     def wait_ready(self, timeout=60):
         import time, urllib.request, urllib.error
         end = time.monotonic() + timeout
@@ -273,11 +280,11 @@ class _ServerProcess:
         try: self.proc.wait(10)
         except Exception: self.proc.kill()
 
-def _spawn_server(a, key):
-    "Start and wait for a local API subprocess configured like this command"
+def _spawn_server(a, key, log=None):
+    "Start and wait for a local API subprocess configured like this command, its output appended to `log`"
     args = ((['--store', a.store] if a.store else []) + (['--api-key', key] if key else [])
             + (['--metrics'] if a.metrics else []))
-    srv = _ServerProcess(args, {**os.environ, **_serve_env(a)})
+    srv = _ServerProcess(args, {**os.environ, **_serve_env(a)}, log)
     try: return srv.wait_ready()
     except BaseException:
         srv.stop()
@@ -303,7 +310,34 @@ def _add_serve(sub):
     r.add_argument('--store')
     r.add_argument('--api-key', action='append')
     r.add_argument('--metrics', action='store_true')
+    r.add_argument('--log', help='with --serve: append the server\'s output (alert log lines, metrics) to this file '
+                                 '(default: .fraud-lambda/logs/replay-<UTC time>.log)')
+    r.add_argument('--table', action='store_true', help='print a short table instead of the JSON summary')
     r.set_defaults(func=_cmd_replay)
+
+# %% ../nbs/20_cli.ipynb #9d7352d6
+def _server_log(a) -> Path:
+    "Where `replay --serve` writes the server's output: `--log`, else .fraud-lambda/logs/replay-<UTC time>.log"
+    if a.log: return Path(a.log)
+    from datetime import datetime, timezone
+    from fraud_lambda.config import project_root
+    return ((project_root() or Path.cwd())/'.fraud-lambda'/'logs'/
+            datetime.now(timezone.utc).strftime('replay-%Y%m%d-%H%M%S.log'))
+
+# %% ../nbs/20_cli.ipynb #7adf853d
+def replay_table(out:dict) -> str:
+    "A replay summary as a short aligned table"
+    d, lat = out['decisions'], out['latency_ms']
+    rows = [('requests', f"{out['requests']:,} ({out['ok']:,} ok, {out['non_2xx']:,} non-2xx, {out['errors']:,} failed)"),
+            ('decisions', ', '.join(f"{k} {v:,}" for k, v in d.items())),
+            ('latency', f"p50 {lat['p50']:.1f} ms, p99 {lat['p99']:.1f} ms; {out.get('requests_per_s') or 0:,.0f} req/s")]
+    v = out.get('vs_labels')
+    if v: rows.append(('vs labels', f"recall {v['recall']:.3f}, precision {v['precision']:.3f}, FPR {v['fpr']:.4f} "
+                                    f"(tp {v['tp']}, fp {v['fp']}, fn {v['fn']})"))
+    if 'alerts_recorded' in out: rows.append(('alerts', f"{out['alerts_recorded']:,} recorded (run tag {out['run_tag']})"))
+    if out.get('server_log'): rows.append(('server log', out['server_log']))
+    w = max(len(k) for k, _ in rows)
+    return '\n'.join(f"{k.ljust(w)}  {val}" for k, val in rows)
 
 # %% ../nbs/20_cli.ipynb #d96d1fa2
 def _cmd_retrain(a):
@@ -487,7 +521,7 @@ def _add_bench(sub):
     p.add_argument('--reports-dir', default='reports')
     p.add_argument('--out', default='reports/bench')
     p.add_argument('--data', help='holdout CSV (default: the run\'s own data file)')
-    p.add_argument('--only', help='comma-separated sections: scoring,handler,http,package (default: all)')
+    p.add_argument('--only', help='comma-separated sections: scoring,handler,http,package,batch_file (default: all)')
     p.add_argument('--duration', type=float, default=30, help='seconds of HTTP load per trial')
     p.add_argument('--connections', default='4,16')
     p.add_argument('--threads', type=int, default=1)
@@ -500,6 +534,41 @@ def _add_bench(sub):
     p.add_argument('--work-dir')
     p.set_defaults(func=_cmd_bench)
 
+# %% ../nbs/20_cli.ipynb #753223c9
+def _cmd_score(a):
+    "Score a file with a bundle or the store's champion; exit 1 when some rows could not be scored"
+    from fraud_lambda.batch import score_file, summary_table
+    from fraud_lambda.scorer import Scorer
+    if a.bundle: path = a.bundle
+    else:
+        from fraud_lambda.store import open_store
+        path = open_store(a.store).pull(a.name, a.version)
+    s = score_file(a.input, a.out, Scorer.from_path(path), chunk_rows=a.chunk_rows, id_column=a.id_column,
+                   fmt=a.format, out_fmt=a.out_format, reasons=a.reasons, progress=not a.quiet)
+    print(json.dumps(s, indent=1) if a.json else summary_table(s))
+    return 1 if s['bad_rows'] else 0
+
+def _add_score(sub):
+    "`score`"
+    p = sub.add_parser('score', help='score a CSV or Parquet file (local or s3://) into OUTPUT, bad rows into '
+                                     'OUTPUT.errors.csv (exit 1 when there are any)')
+    p.add_argument('input', help='transactions file: .csv or .parquet, a path or s3://bucket/key')
+    p.add_argument('--out', required=True, help='output file: .csv or .parquet, a path or s3://bucket/key')
+    p.add_argument('--bundle', help='score with this bundle directory (default: the champion of --store)')
+    p.add_argument('--store', help='model store (default: $FRAUD_LAMBDA_STORE_URI or the local store)')
+    p.add_argument('--name', default='fraud')
+    p.add_argument('--version', help='a model version (default: the champion)')
+    p.add_argument('--id-column', help='id column to carry into the output (default: transaction_id if present, '
+                                       'else the row number)')
+    p.add_argument('--chunk-rows', type=int, default=50_000, help='rows per chunk (memory grows with it)')
+    p.add_argument('--reasons', choices=['flagged', 'all', 'none'], default='flagged',
+                   help='which rows get a top reason (default: review and block rows)')
+    p.add_argument('--format', choices=['csv', 'parquet'], help='input format (default: from the suffix)')
+    p.add_argument('--out-format', choices=['csv', 'parquet'], help='output format (default: from the suffix)')
+    p.add_argument('--json', action='store_true', help='print the summary as JSON')
+    p.add_argument('-q', '--quiet', action='store_true', help='no progress bar')
+    p.set_defaults(func=_cmd_score)
+
 # %% ../nbs/20_cli.ipynb #fc8cbf3e
 def build_parser() -> argparse.ArgumentParser:
     "The `fraud-lambda` argument parser with every subcommand"
@@ -511,7 +580,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 # %% ../nbs/20_cli.ipynb #c8072baf
 _ADDERS = [_add_data, _add_report, _add_model, _add_alerts, _add_publish, _add_serve, _add_retrain, _add_decisions,
-           _add_deploy, _add_bench]
+           _add_deploy, _add_bench, _add_score]
 
 # %% ../nbs/20_cli.ipynb #a94e822a
 def main(argv=None) -> int:

@@ -4,7 +4,7 @@
 
 # %% ../nbs/06a_report.ipynb #49adf691
 from __future__ import annotations
-import json, os, platform, random, shutil, time
+import json, os, platform, random, re, shutil, sys, tempfile, time
 from datetime import datetime, timezone
 from pathlib import Path
 from .config import project_root
@@ -32,21 +32,75 @@ def nbs_dir() -> Path:
         raise ReportError('report runs need a fraud-lambda checkout (its nbs/ folder); run from inside one')
     return root/'nbs'
 
+# %% ../nbs/06a_report.ipynb #01043837
+def _ipc_kernel_manager(folder):
+    "An AsyncKernelManager class whose kernels listen on Unix sockets in `folder`, not on TCP ports"
+    from jupyter_client.manager import AsyncKernelManager
+    class IPCKernelManager(AsyncKernelManager):
+        def __init__(self, **kw):
+            super().__init__(**kw)
+            self.transport, self.ip = 'ipc', str(Path(folder)/'kernel')
+    return IPCKernelManager
+
+# %% ../nbs/06a_report.ipynb #9ece8d1c
+class _ProgressLines:
+    "A file for tqdm that writes whole lines: at most one per `every` s, the final one, and a heartbeat in long cells"
+    def __init__(self, out=None, every:float=20.0, heartbeat:float|None=60.0, clock=time.monotonic):
+        self.out, self.every, self.clock, self.done, self.state = out or sys.stderr, every, clock, False, None
+        self.t0 = self.last = clock()
+        if heartbeat:
+            import threading
+            self._stop = threading.Event()
+            threading.Thread(target=self._beat_every, args=(heartbeat,), daemon=True).start()
+    def _print(self, line:str):
+        print(line, file=self.out, flush=True)
+        self.last = self.clock()
+    def write(self, text:str):
+        line = text.strip('\r\n ')
+        m = re.search(r'cell (\d+)/(\d+)', line)
+        if not m or self.done: return
+        self.state, self.done = (line[:m.start()], int(m[1]), int(m[2])), m[1] == m[2]
+        if m[1] != '0' and (self.done or self.clock() - self.last >= self.every): self._print(line)
+    def beat(self, heartbeat:float):
+        "A line saying which cell is still running, when nothing was printed for `heartbeat` seconds"
+        if self.done or self.state is None or self.clock() - self.last < heartbeat: return
+        prefix, n, total = self.state
+        secs = int(self.clock() - self.t0)
+        self._print(f"{prefix}cell {n + 1}/{total} running, {secs // 60:02d}:{secs % 60:02d} elapsed")
+    def _beat_every(self, heartbeat):
+        while not self._stop.wait(heartbeat / 4): self.beat(heartbeat)
+    def close(self):
+        self.done = True
+        if hasattr(self, '_stop'): self._stop.set()
+    def flush(self): pass
+
+def _progress_bar(label:str, lines:_ProgressLines|None, progress:bool=True):
+    "papermill's `progress_bar` argument: False, or tqdm options for a cell counter (on `lines` when not a terminal)"
+    if not progress: return False
+    return {'desc': label, 'bar_format': '{desc}: cell {n_fmt}/{total_fmt}, {elapsed} elapsed', 'mininterval': 0.5,
+            **({'file': lines} if lines else {})}
+
+def _tty() -> bool: return hasattr(sys.stderr, 'isatty') and sys.stderr.isatty()
+
 # %% ../nbs/06a_report.ipynb #de5d6d30
 KERNEL_START_FAILURES = ('Kernel died before replying to kernel_info', "Kernel didn't respond")
 
 def _kernel_start_failed(e:BaseException) -> bool:
     return isinstance(e, (RuntimeError, TimeoutError)) and any(m in str(e) for m in KERNEL_START_FAILURES)
 
-def run_notebook(nb:Path, out_nb:Path, params:dict, cwd:Path|None=None, attempts:int=3) -> float:
-    "Execute `nb` with papermill (kernel python3, cwd nbs/) into `out_nb`; return seconds; ReportError on failure"
+def run_notebook(nb:Path, out_nb:Path, params:dict, cwd:Path|None=None, attempts:int=3, progress:bool=True,
+                 label:str|None=None) -> float:
+    "Execute `nb` with papermill (kernel python3 on IPC, cwd nbs/) into `out_nb`; return seconds; ReportError on failure"
     import papermill as pm
     t = time.time()
     for i in range(attempts):
+        lines = _ProgressLines() if progress and not _tty() else None
         try:
-            pm.execute_notebook(str(nb), str(out_nb), parameters=params, kernel_name='python3',
-                                cwd=str(cwd or nb.parent), progress_bar=False, log_output=False,
-                                request_save_on_cell_execute=False)
+            with tempfile.TemporaryDirectory(prefix='fl-kernel-') as sockets:
+                pm.execute_notebook(str(nb), str(out_nb), parameters=params, kernel_name='python3',
+                                    cwd=str(cwd or nb.parent), log_output=False, request_save_on_cell_execute=False,
+                                    progress_bar=_progress_bar(label or nb.stem, lines, progress),
+                                    kernel_manager_class=_ipc_kernel_manager(sockets))
             return time.time() - t
         except pm.PapermillExecutionError as e:
             raise ReportError(f"{nb.name} failed in cell {e.exec_count}: {e.ename}: "
@@ -57,6 +111,8 @@ def run_notebook(nb:Path, out_nb:Path, params:dict, cwd:Path|None=None, attempts
             if i == attempts - 1:
                 raise ReportError(f"{nb.name}: the python3 kernel did not start in {attempts} attempts ({e})") from None
             time.sleep(0.5 + random.random())
+        finally:
+            if lines: lines.close()
 
 # %% ../nbs/06a_report.ipynb #a68db6ad
 def to_html(nb_path:Path) -> Path:
@@ -128,7 +184,8 @@ def run_report(data_path='', reports_dir=None, run_id:str|None=None, n_boot:int=
                                                                                    'block_cost': block_cost})]
     for step, params in plan:
         log(f"[{run_id}] {step}: running {STEPS[step]}")
-        timings[step] = round(run_notebook(nbs/STEPS[step], run_dir/STEPS[step], params, cwd=nbs), 2)
+        timings[step] = round(run_notebook(nbs/STEPS[step], run_dir/STEPS[step], params, cwd=nbs,
+                                          label=f"[{run_id}] {step}"), 2)
     if html:
         t = time.time()
         for step in STEPS: to_html(run_dir/STEPS[step])
