@@ -446,25 +446,11 @@ def _add_labels_push(ls):
 
 def _add_decisions(sub):
     "`decisions get|export|sql|replay`"
+    from fraud_lambda.decisionsql import add_decision_commands
+    from fraud_lambda.decisions_s3 import add_replay_arguments
     p = sub.add_parser('decisions', help='the decision log: why a transaction got its decision, exports, SQL')
     ds = p.add_subparsers(dest='decisions_cmd', required=True)
-    g = ds.add_parser('get', help='why one transaction got its decision (exit 1 when unknown)')
-    g.add_argument('transaction_id')
-    g.add_argument('--json', action='store_true', help='the records as JSON')
-    e = ds.add_parser('export', help='a time slice in the S3 layout: <out>/decisions/YYYY/MM/DD/HH/<name>.<format>')
-    e.add_argument('--since')
-    e.add_argument('--until')
-    e.add_argument('--format', choices=['jsonl', 'parquet'], default='jsonl')
-    e.add_argument('--out', required=True)
-    e.add_argument('--name', default='export')
-    q = ds.add_parser('sql', help="DuckDB SQL over the log's files: a view `decisions` and a table `labels`")
-    q.add_argument('query')
-    q.add_argument('--labels', help='label store for the `labels` table: a labels.db or dynamodb://TABLE')
-    for x in (g, e, q):
-        x.add_argument('--log',
-                       help='decisions.db, a folder in the S3 layout or s3://... (default: the configured log)')
-        x.set_defaults(func=_cmd_decisions)
-    from fraud_lambda.decisions_s3 import add_replay_arguments
+    add_decision_commands(ds, _cmd_decisions)
     r = ds.add_parser('replay', help="write to S3 the records in the function's log group that S3 lacks "
                                      "(none lost, none doubled)")
     add_replay_arguments(r).set_defaults(func=_cmd_decisions_replay)

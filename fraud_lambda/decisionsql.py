@@ -13,7 +13,7 @@ from .decisionlog import _is_sqlite, find_decisions, read_decisions
 
 # %% auto #0
 __all__ = ['DUCKDB_COLUMNS', 'QUERIES', 'export_decisions', 'decisions_connection', 'decisions_sql', 'explain_decision',
-           'log_uri', 'decisions_command']
+           'log_uri', 'decisions_command', 'add_decision_commands']
 
 # %% ../nbs/10k_decisionsql.ipynb #be0183be
 def _atomic_write(path:Path, text:str):
@@ -183,3 +183,24 @@ def decisions_command(a) -> int:
         print('\t'.join(cols))
         for r in rows: print('\t'.join('' if v is None else str(v) for v in r))
     return 0
+
+# %% ../nbs/10k_decisionsql.ipynb #4bda1e71
+def add_decision_commands(ds, func):
+    "The `decisions get|export|sql` subcommands, on the subparsers `ds`, each calling `func`"
+    g = ds.add_parser('get', help='why one transaction got its decision (exit 1 when unknown)')
+    g.add_argument('transaction_id')
+    g.add_argument('--json', action='store_true', help='the records as JSON')
+    e = ds.add_parser('export', help='a time slice in the S3 layout: <out>/decisions/YYYY/MM/DD/HH/<name>.<format>')
+    e.add_argument('--since')
+    e.add_argument('--until')
+    e.add_argument('--format', choices=['jsonl', 'parquet'], default='jsonl')
+    e.add_argument('--out', required=True)
+    e.add_argument('--name', default='export')
+    q = ds.add_parser('sql', help="DuckDB SQL over the log's files: a view `decisions` and a table `labels`")
+    q.add_argument('query')
+    q.add_argument('--labels', help='label store for the `labels` table: a labels.db or dynamodb://TABLE')
+    for x in (g, e, q):
+        x.add_argument('--log',
+                       help='decisions.db, a folder in the S3 layout or s3://... (default: the configured log)')
+        x.set_defaults(func=func)
+    return ds
