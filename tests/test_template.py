@@ -66,7 +66,7 @@ def test_checkov_finds_no_failed_check():
     assert len(skipped) == s['skipped'] and all(len(c.get('check_result', {}).get('suppress_comment') or '') > 40
                                                 for c in skipped), skipped
     assert {c['check_id'] for c in skipped} == {'CKV_AWS_18', 'CKV_AWS_119', 'CKV_AWS_158', 'CKV_AWS_120',
-                                                'CKV_AWS_116', 'CKV_AWS_117', 'CKV_AWS_173'}
+                                                'CKV_AWS_115', 'CKV_AWS_116', 'CKV_AWS_117', 'CKV_AWS_173'}
 
 @pytest.mark.skipif(_NO_CHECKOV, reason='checkov not installed (make checkov-venv); CI always runs it')
 def test_checkov_catches_an_unencrypted_queue(tmp_path):
