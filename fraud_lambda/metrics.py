@@ -129,10 +129,13 @@ def decisions_at_thresholds(p, review:float, block:float) -> np.ndarray:
     p = np.asarray(p)
     return (p >= review).astype(np.int8) + (p >= block).astype(np.int8)
 
-def expected_cost(y, p, amount, review:float, block:float, review_cost:float=5.0, block_cost:float=25.0) -> float:
-    "Total cost of a (review, block) policy on labelled rows"
+def expected_cost(y, p, amount, review:float, block:float, review_cost:float=5.0, block_cost:float=25.0,
+                  legit_weight:float=1.0) -> float:
+    "Total cost of a (review, block) policy on labelled rows; each legitimate row counts `legit_weight` times"
     d, y, amount = decisions_at_thresholds(p, review, block), np.asarray(y), np.asarray(amount, dtype=float)
-    return float(np.sum(amount * ((d == 0) & (y == 1))) + review_cost * np.sum(d == 1) + block_cost * np.sum((d == 2) & (y == 0)))
+    w = np.where(y == 1, 1.0, float(legit_weight))
+    return float(np.sum(amount * ((d == 0) & (y == 1))) + review_cost * np.sum(w * (d == 1))
+                 + block_cost * np.sum(w * ((d == 2) & (y == 0))))
 
 # %% ../nbs/04_metrics.ipynb #e765e040
 def operating_point(y, p, review:float, block:float, amount=None, **cost) -> dict:

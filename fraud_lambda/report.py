@@ -162,7 +162,7 @@ def latest_run(reports_dir='reports') -> Path:
 # %% ../nbs/06a_report.ipynb #0049f570
 def run_report(data_path='', reports_dir=None, run_id:str|None=None, n_boot:int=1000, rf_trees:int=100,
                gbm_trees:int=600, review_cost:float=5.0, block_cost:float=25.0, seed:int=0, html:bool=True, log=print,
-               as_of:float|None=None) -> Path:
+               as_of:float|None=None, legit_weight:float=1.0) -> Path:
     "Run EDA, training, thresholds and the anomaly score with papermill into `reports/<run_id>/`; write HTML and metrics.json; `as_of` keeps `Time <= as_of`"
     t0, nbs = time.time(), nbs_dir()
     reports_dir = Path(reports_dir or nbs.parent/'reports')
@@ -178,7 +178,7 @@ def run_report(data_path='', reports_dir=None, run_id:str|None=None, n_boot:int=
     common = {'data_path': data_path, 'out_dir': str(run_dir), 'seed': seed, 'as_of': as_of}
     plan = [('eda', common), ('train', {**common, 'n_boot': n_boot, 'rf_trees': rf_trees, 'gbm_trees': gbm_trees}),
             ('thresholds', {'run_dir': str(run_dir), 'out_dir': str(run_dir), 'review_cost': review_cost,
-                            'block_cost': block_cost, 'seed': seed}), ('anomaly', {**common, 'run_dir': str(run_dir),
+                            'block_cost': block_cost, 'legit_weight': legit_weight, 'seed': seed}), ('anomaly', {**common, 'run_dir': str(run_dir),
                                                                                    'n_boot': n_boot,
                                                                                    'review_cost': review_cost,
                                                                                    'block_cost': block_cost})]
@@ -192,7 +192,7 @@ def run_report(data_path='', reports_dir=None, run_id:str|None=None, n_boot:int=
         timings['html'] = round(time.time() - t, 2)
     timings['total'] = round(time.time() - t0, 2)
     params = {'n_boot': n_boot, 'rf_trees': rf_trees, 'gbm_trees': gbm_trees, 'review_cost': review_cost,
-              'block_cost': block_cost, 'seed': seed, 'as_of': as_of}
+              'block_cost': block_cost, 'seed': seed, 'as_of': as_of, 'legit_weight': legit_weight}
     assemble_metrics(run_dir, run_id, data, timings, params)
     if data_path: update_latest(reports_dir, run_id)
     log(f"[{run_id}] done in {timings['total']:.0f} s: {run_dir}")

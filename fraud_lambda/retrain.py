@@ -199,7 +199,7 @@ def _unique_run_id() -> str:
     return f"{new_run_id()}-{uuid.uuid4().hex[:4]}"
 
 # %% ../nbs/14_retrain.ipynb #0b9d5aca
-REPORT_PARAMS = ('rf_trees', 'gbm_trees', 'n_boot', 'review_cost', 'block_cost', 'seed', 'html')
+REPORT_PARAMS = ('rf_trees', 'gbm_trees', 'n_boot', 'review_cost', 'block_cost', 'seed', 'html', 'legit_weight')
 
 def _report_kwargs(report_params, n_boot):
     "The keyword arguments of `run_report`: `n_boot` and the known `report_params`, else a RetrainError"
@@ -378,9 +378,10 @@ def retrain_command(a) -> int:
                                         label_delay_days=a.label_delay_days, legit_fraction=a.legit_fraction)
         print(f"[{run_id}] training frame {data}: {frame['rows']:,} rows, {frame['frauds']} frauds "
               f"(label delay {frame['label_delay_days']:g} d, legitimate rows kept at {frame['legit_fraction']:g})")
+    params = {'rf_trees': a.rf_trees, 'gbm_trees': a.gbm_trees, 'seed': a.seed, 'html': not a.no_html}
+    if frame: params['legit_weight'] = 1 / frame['legit_fraction']   # costs weigh the unsampled traffic
     r = retrain(data, a.store, a.reports_dir, as_of=a.as_of, margin=a.margin, name=a.name, n_boot=a.n_boot,
-                run_id=run_id, report_params={'rf_trees': a.rf_trees, 'gbm_trees': a.gbm_trees, 'seed': a.seed,
-                                              'html': not a.no_html}, training_frame=frame)
+                run_id=run_id, report_params=params, training_frame=frame)
     print(json.dumps({'run_id': r.run_id, 'decision': r.decision, 'exit_code': r.exit_code,
                       'challenger': r.challenger_version, 'champion': r.champion_version,
                       'report': r.paths.get('markdown')}))

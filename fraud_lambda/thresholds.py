@@ -24,39 +24,43 @@ def threshold_grid(p, y=None, n:int=400) -> np.ndarray:
     if y is not None: g = np.r_[g, p[np.asarray(y) == 1]]
     return np.unique(np.r_[g, 1.0 + 1e-9])
 
-def cost_surface(y, p, amount, grid, review_cost:float=5.0, block_cost:float=25.0) -> np.ndarray:
+def cost_surface(y, p, amount, grid, review_cost:float=5.0, block_cost:float=25.0,
+                 legit_weight:float=1.0) -> np.ndarray:
     "cost[i, j] of reviewing at grid[i] and blocking at grid[j] (inf where review > block)"
     y, p, amount = np.asarray(y), np.asarray(p, dtype=float), np.asarray(amount, dtype=float)
     o = np.argsort(p)
-    ps = p[o]
+    ps, w = p[o], np.where(y[o] == 1, 1.0, float(legit_weight))
     cnt_below = np.searchsorted(ps, grid, side='left')
     missed = np.r_[0.0, np.cumsum((amount * y)[o])][cnt_below]
-    legit_below = np.r_[0, np.cumsum(1 - y[o])][cnt_below]
-    legit_at_or_above = (1 - y).sum() - legit_below
-    c = missed[:,
-               None] + review_cost * (cnt_below[None, :] - cnt_below[:, None]) + block_cost * legit_at_or_above[None,
-                                                                                                                :]
+    weight_below = np.r_[0.0, np.cumsum(w)][cnt_below]
+    legit_below = np.r_[0.0, np.cumsum(w * (1 - y[o]))][cnt_below]
+    legit_at_or_above = float(legit_weight) * (1 - y).sum() - legit_below
+    reviewed = weight_below[None, :] - weight_below[:, None]
+    c = missed[:, None] + review_cost * reviewed + block_cost * legit_at_or_above[None, :]
     return np.where(grid[:, None] <= grid[None, :], c, np.inf)
 
 # %% ../nbs/06_thresholds.ipynb #67323336
-def tune_thresholds(y, p, amount, review_cost:float=5.0, block_cost:float=25.0, n:int=400) -> dict:
+def tune_thresholds(y, p, amount, review_cost:float=5.0, block_cost:float=25.0, n:int=400,
+                    legit_weight:float=1.0) -> dict:
     "The (review, block) pair with the lowest expected cost on these (validation) rows"
     y = np.asarray(y)
     if y.sum() == 0: raise ValueError('cannot tune thresholds without any fraud in the data')
     if review_cost < 0 or block_cost < 0:
         raise ValueError(f"costs must be >= 0, got review_cost={review_cost}, block_cost={block_cost}")
+    if not legit_weight >= 1: raise ValueError(f"legit_weight must be >= 1 (1 / the share kept), got {legit_weight}")
     grid = threshold_grid(p, y, n)
-    c = cost_surface(y, p, amount, grid, review_cost, block_cost)
+    c = cost_surface(y, p, amount, grid, review_cost, block_cost, legit_weight)
     i, j = np.unravel_index(np.argmin(c), c.shape)
     return {'review': float(grid[i]), 'block': float(grid[j]), 'cost': float(c[i, j]),
-            'review_cost': review_cost, 'block_cost': block_cost}
+            'review_cost': review_cost, 'block_cost': block_cost, 'legit_weight': float(legit_weight)}
 
 # %% ../nbs/06_thresholds.ipynb #7d51e30d
 NEVER = 1.0 + 1e-9
 
-def policy_costs(y, p, amount, thresholds:dict, review_cost:float=5.0, block_cost:float=25.0) -> dict:
+def policy_costs(y, p, amount, thresholds:dict, review_cost:float=5.0, block_cost:float=25.0,
+                 legit_weight:float=1.0) -> dict:
     "Expected cost of the tuned policy and of the baselines on labelled rows"
-    c = lambda r, b: expected_cost(y, p, amount, r, b, review_cost, block_cost)
+    c = lambda r, b: expected_cost(y, p, amount, r, b, review_cost, block_cost, legit_weight)
     out = {'approve_all': c(NEVER, NEVER), 'single_0.5_review': c(0.5, NEVER), 'single_0.5_block': c(0.5, 0.5),
            'tuned': c(thresholds['review'], thresholds['block'])}
     out['saved_vs_approve_all'] = out['approve_all'] - out['tuned']
@@ -64,14 +68,14 @@ def policy_costs(y, p, amount, thresholds:dict, review_cost:float=5.0, block_cos
     return out
 
 # %% ../nbs/06_thresholds.ipynb #df4cb208
-def cost_curves_plot(y, p, amount, thresholds:dict, review_cost:float=5.0, block_cost:float=25.0):
+def cost_curves_plot(y, p, amount, thresholds:dict, review_cost:float=5.0, block_cost:float=25.0,
+                     legit_weight:float=1.0):
     "Validation cost as each threshold moves, the other fixed at its tuned value"
     grid = threshold_grid(p, y)
     grid = grid[(grid > 0) & (grid < 1)]
-    r_costs = [expected_cost(y, p, amount, min(g, thresholds['block']), thresholds['block'], review_cost, block_cost)
-               for g in grid]
-    b_costs = [expected_cost(y, p, amount, thresholds['review'], max(g, thresholds['review']), review_cost, block_cost)
-               for g in grid]
+    cost = lambda r, b: expected_cost(y, p, amount, r, b, review_cost, block_cost, legit_weight)
+    r_costs = [cost(min(g, thresholds['block']), thresholds['block']) for g in grid]
+    b_costs = [cost(thresholds['review'], max(g, thresholds['review'])) for g in grid]
     fig, ax = plt.subplots(figsize=(8, 4))
     ax.plot(grid, r_costs, label='moving the review threshold')
     ax.plot(grid, b_costs, label='moving the block threshold')
@@ -118,6 +122,7 @@ def save_thresholds(out_dir, thresholds:dict, operating_point:dict, costs:dict, 
                                                                  'block': thresholds['block']},
                              'tuned_on': 'validation', 'validation_cost': thresholds['cost'],
                              'cost_model': {'review_cost': thresholds['review_cost'],
-                                            'block_cost': thresholds['block_cost'], 'missed_fraud': 'Amount'},
+                                            'block_cost': thresholds['block_cost'], 'missed_fraud': 'Amount',
+                                            'legit_weight': thresholds.get('legit_weight', 1.0)},
                              'operating_point': operating_point, 'holdout_costs': costs}, indent=1))
     return p
