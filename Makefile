@@ -8,7 +8,7 @@ DATA ?=
 DATA_FILE ?= data/creditcard.csv
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 
-.PHONY: venv data demo report serve test check-clean nbtest pytest bench lab export clean-venv checkov-venv
+.PHONY: venv data demo loop report serve test check-clean nbtest pytest bench lab export clean-venv checkov-venv
 
 venv: $(INSTALLED)
 
@@ -46,6 +46,12 @@ demo: data
 	echo "report      $$run/retrain.md (the notebooks as HTML beside it)"; \
 	echo "bundle      $$run/models/bundle (this run's challenger; the champion is served from the local store)"; \
 	echo "log         $$run/demo-serve.log"; exit $$rc
+
+# The fraud team's loop on the real data (after make demo, which promotes a champion): the champion scores the holdout
+# through the local API (one decision record each), the frauds come back as chargebacks, and retrain trains from the
+# decision log and labels; exit 1 (kept the champion) is a gate decision too.
+loop: data
+	$(BIN)/python scripts/loop_demo.py --data $(DATA_FILE) $(if $(LOOP_HOME),--home $(LOOP_HOME),); rc=$$?; [ $$rc -le 1 ] || exit $$rc
 
 serve: venv
 	$(BIN)/fraud-lambda serve --port 8000

@@ -78,6 +78,15 @@ def _write_parquet(target:Path, jsonl:str):
         finally: con.close()
         os.replace(tmp_out, target)
 
+# %% ../nbs/10k_decisionsql.ipynb #451f6596
+def _decisions_select(base:Path, uri) -> str:
+    "SELECT over the JSON-lines files (Firehose's, exports) and the Parquet exports under `base`, by column name"
+    sel, pattern = [], str(base/'*'/'*'/'*'/'*')
+    if any(base.glob('*/*/*/*/*.jsonl*')): sel.append(f"SELECT * FROM {_duck_read(pattern + '/*.jsonl*')}")
+    if any(base.glob('*/*/*/*/*.parquet')): sel.append(f"SELECT * FROM read_parquet('{pattern}/*.parquet')")
+    if not sel: raise DecisionRecordError(f"{uri}: no decision files under decisions/YYYY/MM/DD/HH/")
+    return ' UNION ALL BY NAME '.join(sel)
+
 # %% ../nbs/10k_decisionsql.ipynb #4d7eb468
 def decisions_connection(uri, labels=None):
     "A DuckDB connection with a `decisions` view over the files of `uri` (a SQLite log is exported first) and `labels`"
@@ -87,11 +96,8 @@ def decisions_connection(uri, labels=None):
         root = Path(tempfile.mkdtemp(prefix='fraud-lambda-decisions-'))
         export_decisions(p, root)
     else: root = p if (p/'decisions').is_dir() or not p.name == 'decisions' else p.parent
-    if not any((root/'decisions').glob('*/*/*/*/*.jsonl*')):
-        raise DecisionRecordError(f"{uri}: no decision files under decisions/YYYY/MM/DD/HH/")
     con = duckdb.connect()
-    files = str(root/'decisions'/'*'/'*'/'*'/'*'/'*.jsonl*')
-    con.execute(f"CREATE VIEW decisions AS SELECT * FROM {_duck_read(files)}")
+    con.execute(f"CREATE VIEW decisions AS {_decisions_select(root/'decisions', uri)}")
     con.execute('CREATE TABLE labels (transaction_id VARCHAR, label VARCHAR, labelled_at VARCHAR, source VARCHAR, '
                 'note VARCHAR)')
     if labels is not None:
@@ -109,6 +115,9 @@ def decisions_sql(uri, sql:str, labels=None) -> tuple[list, list]:
         try: cur = con.execute(sql)
         except duckdb.Error as e:
             raise DecisionRecordError(f"the query failed: {str(e).splitlines()[0]}") from None
+        if cur is None or cur.description is None:
+            raise DecisionRecordError("the query returns no rows to show: give one SELECT (a query that is only a "
+                                      "-- comment, or a statement such as SET or CREATE, has no result)")
         return [c[0] for c in cur.description], cur.fetchall()
     finally: con.close()
 

@@ -2,7 +2,8 @@
 
 1. the champion in the local store scores the time-ordered holdout through the local API (`fraud-lambda replay --serve`):
    one decision record per answer in the home's decisions.db;
-2. the holdout's frauds come back as chargebacks (`fraud-lambda labels push`); the rest stay unlabelled;
+2. the holdout's frauds come back as chargebacks, and every flagged (review or block) transaction gets an analyst's
+   verdict from the truth, as the review queue would give (`fraud-lambda labels push`); the rest stay unlabelled;
 3. `fraud-lambda retrain --decisions --labels --base` builds the training frame from those records and labels, appended
    to the rows older than the holdout, keeps every fraud and a share of the legitimate rows, and ends in a gate decision.
 
@@ -50,7 +51,15 @@ def main(argv=None) -> int:
         w.writerow(['transaction_id', 'label', 'labelled_at', 'source', 'note'])
         for i, c in enumerate(hold[LABEL].to_numpy()):
             if c == 1: w.writerow([f"{summary['run_tag']}-{i}", 'fraud', now, 'chargeback', 'holdout Class = 1'])
-    _cli('labels', 'push', home/'chargebacks.csv', '--db', home/'labels.db', '--log', home/'decisions.db', env=env)
+    from fraud_lambda.decisionlog import read_decisions
+    truth = {f"{summary['run_tag']}-{i}": int(c) for i, c in enumerate(hold[LABEL].to_numpy())}
+    flagged = sorted({r['transaction_id'] for r in read_decisions(home/'decisions.db') if r['decision'] != 'approve'})
+    with open(home/'verdicts.csv', 'w', newline='') as f:
+        w = csv.writer(f)
+        w.writerow(['transaction_id', 'label', 'labelled_at', 'source', 'note'])
+        for t in flagged: w.writerow([t, 'fraud' if truth[t] else 'legitimate', now, 'review', 'analyst verdict'])
+    for name in ('chargebacks.csv', 'verdicts.csv'):
+        _cli('labels', 'push', home/name, '--db', home/'labels.db', '--log', home/'decisions.db', env=env)
     r = _cli('retrain', '--decisions', home/'decisions.db', '--labels', home/'labels.db', '--base', home/'base.csv',
              '--label-delay-days', 0, '--legit-fraction', a.legit_fraction, '--store', a.store, env=env,
              worst=1)   # 0 promoted, 1 kept the champion: both are a gate decision
