@@ -160,7 +160,8 @@ def retrain_markdown(record:dict) -> str:
                      f"({tf['young_unlabelled_excluded']:,} younger unlabelled rows left out, "
                      f"{tf['replays_dropped']:,} idempotent replays dropped)"
                      + (f", {tf['from_base']:,} from the base `{tf['base']}`" if tf.get('base') else '')
-                     + ('; sampling undone by prior correction of the chosen model and its thresholds'
+                     + (f"; thresholds tuned with each legitimate row counted {1 / tf['legit_fraction']:g} times, "
+                        'then sampling undone by prior correction of the chosen model and its thresholds'
                         if tf.get('sampling_correction') else '') + '.')
     lines.append(f"Timings (s): " + ', '.join(f"{k} {v:.1f}" for k, v in (r.get('timings_s') or {}).items()) + '.')
     return '\n'.join(lines) + '\n'
