@@ -12,7 +12,7 @@ from .schema import FEATURES
 from .preprocess import fit_preprocessing, transform
 
 # %% auto #0
-__all__ = ['PROBA_EPS', 'Preprocessor', 'model_margin', 'Calibrated', 'fit_platt', 'prior_correction', 'MarginBlend']
+__all__ = ['PROBA_EPS', 'Preprocessor', 'InputClip', 'model_margin', 'Calibrated', 'fit_platt', 'prior_correction', 'MarginBlend']
 
 # %% ../nbs/03_features.ipynb #971d6cc9
 def _rows(X):
@@ -38,6 +38,22 @@ class Preprocessor(TransformerMixin, BaseEstimator):
     def get_feature_names_out(self, input_features=None):
         "Names of the output columns"
         return np.array(self.spec_['outputs'], dtype=object)
+
+# %% ../nbs/03_features.ipynb #dc0c2496
+class InputClip(TransformerMixin, BaseEstimator):
+    "Clip each of the 30 inputs to its [q, 1 - q] quantile range on the fit rows"
+    def __init__(self, q:float=0.0005): self.q = q
+    def fit(self, X, y=None):
+        "Learn the per-input clip range"
+        if not 0 <= self.q < 0.5: raise ValueError(f"InputClip q must be in [0, 0.5), got {self.q}")
+        X = _rows(X)
+        self.lo_, self.hi_ = np.quantile(X, self.q, axis=0), np.quantile(X, 1 - self.q, axis=0)
+        self.n_features_in_ = X.shape[1]
+        return self
+    def transform(self, X):
+        "The inputs, clipped (an array in schema order)"
+        check_is_fitted(self, 'lo_')
+        return np.minimum(np.maximum(_rows(X), self.lo_), self.hi_)
 
 # %% ../nbs/03_features.ipynb #deae055b
 PROBA_EPS = 1e-15
