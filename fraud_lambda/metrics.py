@@ -8,7 +8,7 @@ import numpy as np
 
 # %% auto #0
 __all__ = ['METRICS', 'DECISIONS', 'ranking_metrics', 'bootstrap_metrics', 'paired_bootstrap', 'decisions_at_thresholds',
-           'expected_cost', 'operating_point']
+           'expected_cost', 'operating_point', 'recall_at_false_alarms']
 
 # %% ../nbs/04_metrics.ipynb #73dc3c02
 def _order(y, s):
@@ -150,4 +150,18 @@ def operating_point(y, p, review:float, block:float, amount=None, **cost) -> dic
            'reviewed': int(np.sum(d == 1)), 'blocked': int(np.sum(d == 2)),
            'blocked_legit': int(np.sum((d == 2) & (y == 0)))}
     if amount is not None: out['expected_cost'] = expected_cost(y, p, amount, review, block, **cost)
+    return out
+
+# %% ../nbs/04_metrics.ipynb #f3ad0d98
+def recall_at_false_alarms(y, p, false_alarms:int=450, recall_claim:float|None=None) -> dict:
+    "Recall and false alarms when flagging above the (false_alarms + 1)-th highest legitimate score; `met` vs a claim"
+    y, p = _check(y, p)
+    if false_alarms < 0: raise ValueError(f"false_alarms must be >= 0, got {false_alarms}")
+    legit = np.sort(p[y == 0])[::-1]
+    t = legit[false_alarms] if false_alarms < len(legit) else -np.inf
+    flag = p > t
+    out = {'threshold': float(t), 'recall': float(flag[y == 1].mean()) if (y == 1).any() else float('nan'),
+           'caught': int(flag[y == 1].sum()), 'frauds': int((y == 1).sum()), 'false_alarms': int(flag[y == 0].sum())}
+    if recall_claim is not None:
+        out['met'] = bool(out['recall'] >= recall_claim and out['false_alarms'] <= false_alarms)
     return out
