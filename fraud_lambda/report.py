@@ -43,6 +43,10 @@ def _ipc_kernel_manager(folder):
         def __init__(self, **kw):
             super().__init__(**kw)
             self.transport, self.ip = 'ipc', str(Path(folder)/'kernel')
+        async def _async_interrupt_kernel(self):
+            # jupyter_client sends SIGINT before every shutdown request; an idle kernel then logs
+            # "KeyboardInterrupt caught in kernel" on the console. A finished notebook has nothing to interrupt.
+            if not self.shutting_down: await super()._async_interrupt_kernel()
     return IPCKernelManager
 
 # %% ../nbs/06a_report.ipynb #9ece8d1c
