@@ -5,10 +5,11 @@
 # %% ../nbs/04_metrics.ipynb #0917b307
 from __future__ import annotations
 import numpy as np
+from .schema import DECISIONS   # 0, 1, 2 below index it
 
 # %% auto #0
-__all__ = ['METRICS', 'DECISIONS', 'ranking_metrics', 'bootstrap_metrics', 'paired_bootstrap', 'decisions_at_thresholds',
-           'expected_cost', 'operating_point', 'recall_at_false_alarms']
+__all__ = ['METRICS', 'ranking_metrics', 'bootstrap_metrics', 'paired_bootstrap', 'decisions_at_thresholds', 'expected_cost',
+           'operating_point', 'recall_at_false_alarms']
 
 # %% ../nbs/04_metrics.ipynb #73dc3c02
 def _order(y, s):
@@ -121,8 +122,6 @@ def paired_bootstrap(y, s_a, s_b, metric:str='average_precision', n_boot:int=100
             'p_a_worse': float(np.mean(np.asarray(diffs) < 0))}
 
 # %% ../nbs/04_metrics.ipynb #8f1cec3f
-DECISIONS = ('approve', 'review', 'block')
-
 def decisions_at_thresholds(p, review:float, block:float) -> np.ndarray:
     "0 approve, 1 review, 2 block for probabilities `p`"
     if not review <= block: raise ValueError(f"review threshold {review} must be <= block threshold {block}")
