@@ -157,8 +157,9 @@ def header_figures(cases:Sequence[Mapping], current_labels:Mapping, now:float|No
             'decided_today': sum(1 for c in cases if (c['decided_at'] or '').startswith(today)),
             'precision': {d: _precision(cases, current_labels, d) for d in ('review', 'block')}}
 
-# %% ../nbs/19_casequeue.ipynb #3e0b298b
+# %% ../nbs/19_casequeue.ipynb #962fbe59
 RELATED_KEYS = ('card_id', 'merchant_id')
+_RELATED_FIELDS = ('transaction_id', 'decision', 'status', 'fraud_probability', 'amount', 'verdict')
 
 def case_view(case:Mapping, record:Mapping|None, cases:Sequence[Mapping]) -> dict:
     "The case page's content: inputs, scaled reasons, scores, rules, versions, metadata and related alerts"
@@ -169,9 +170,9 @@ def case_view(case:Mapping, record:Mapping|None, cases:Sequence[Mapping]) -> dic
     related = []
     for key in RELATED_KEYS:
         v = case['metadata'].get(key)
-        if v: related += [{'key': key, 'value': v, **{k: c[k] for k in ('transaction_id', 'decision', 'status',
-                                                                       'fraud_probability', 'amount', 'verdict')}}
-                          for c in cases if c['transaction_id'] != case['transaction_id'] and c['metadata'].get(key) == v]
+        if not v: continue
+        related += [{'key': key, 'value': v, **{k: c[k] for k in _RELATED_FIELDS}} for c in cases
+                    if c['transaction_id'] != case['transaction_id'] and c['metadata'].get(key) == v]
     return {**case, 'inputs': ordered, 'reasons': [{**r, 'share': abs(r['contribution']) / top} for r in reasons],
             'scored_at': (record or {}).get('scored_at'), 'thresholds': (record or {}).get('thresholds'),
             'manifest_sha256': (record or {}).get('manifest_sha256'), 'related': related}

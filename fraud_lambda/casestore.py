@@ -263,6 +263,7 @@ def decide_case(cases:CaseStore, labels:LabelStore, transaction_id:str, analyst:
     if state.get('verdict'):
         report = labels.put_labels([verdict_label(state)])
         if report['errors'] or report['conflicts']:
-            raise CaseError(f"the verdict was stored but its label was refused: {report['errors'] or 'a conflicting label'}")
+            why = report['errors'] or 'a different label at the same time'
+            raise CaseError(f"the verdict was stored but its label was refused: {why}")
         state['label'] = 'accepted' if report['accepted'] else 'duplicate'
     return state

@@ -274,7 +274,8 @@ def queue_page(self:ReviewApp, q:dict, sid:str, analyst:str, now=None) -> bytes:
         f'<td>{_num(c["priority"])}</td><td><a href="/case/{esc(quote(c["transaction_id"]))}?{esc(back)}">'
         f'{esc(c["transaction_id"])}</a></td><td class="{esc(c["decision"])}">{esc(c["decision"])}</td>'
         f'<td>{c["fraud_probability"]:.3f}</td><td>{_num(c["amount"])}</td><td>{_status_cell(c, analyst, now)}</td>'
-        f'<td>{esc(c["model_version"])}</td><td>{esc(", ".join(c["rules_hit"]))}</td><td>{esc(c["created_at"])}</td></tr>'
+        f'<td>{esc(c["model_version"])}</td><td>{esc(", ".join(c["rules_hit"]))}</td>'
+        f'<td>{esc(c["created_at"])}</td></tr>'
         for c in shown[start:start + self.page_size])
     sel = lambda name, opts: (f'<select name="{name}">' + ''.join(
         f'<option value="{esc(o)}"{" selected" if (f[name] or "") == o else ""}>{esc(o or "any " + name)}</option>'
@@ -286,8 +287,10 @@ def queue_page(self:ReviewApp, q:dict, sid:str, analyst:str, now=None) -> bytes:
             f'amount <input name="min_amount" value="{esc(q.get("min_amount", ""))}" placeholder="min"> - '
             f'<input name="max_amount" value="{esc(q.get("max_amount", ""))}" placeholder="max"> '
             f'{sel("sort", ("priority", "time", "amount"))} <button>apply</button> '
-            f'<a href="/export/queue.csv?{esc(back)}">queue CSV</a> <a href="/export/verdicts.csv">verdicts CSV</a></form>')
-    nav = (f'<p>{len(shown):,} cases; showing {min(start + 1, len(shown)):,}-{min(start + self.page_size, len(shown)):,}'
+            f'<a href="/export/queue.csv?{esc(back)}">queue CSV</a> '
+            f'<a href="/export/verdicts.csv">verdicts CSV</a></form>')
+    end = min(start + self.page_size, len(shown))
+    nav = (f'<p>{len(shown):,} cases; showing {min(start + 1, len(shown)):,}-{end:,}'
            + (f' <a href="/?{esc(urlencode({**q, "page": int(page) + 1}))}">next page</a>'
               if start + self.page_size < len(shown) else '') +
            '. Keys: <kbd>j</kbd>/<kbd>k</kbd> move, <kbd>Enter</kbd> open.</p>')
@@ -351,12 +354,15 @@ def case_page(self:ReviewApp, tid:str, q:dict, sid:str, analyst:str, now=None) -
               v['thresholds'] else '-', 'alert created': v['created_at'], 'scored at': v['scored_at'] or '-'}
     related = ('<table id="related"><tr><th>shared</th><th>transaction</th><th>decision</th><th>probability</th>'
                '<th>amount</th><th>status</th></tr>' + ''.join(
-                   f'<tr><td>{esc(r["key"])}={esc(r["value"])}</td><td><a href="/case/{esc(quote(r["transaction_id"]))}">'
+                   f'<tr><td>{esc(r["key"])}={esc(r["value"])}</td>'
+                   f'<td><a href="/case/{esc(quote(r["transaction_id"]))}">'
                    f'{esc(r["transaction_id"])}</a></td><td>{esc(r["decision"])}</td>'
                    f'<td>{r["fraud_probability"]:.3f}</td><td>{_num(r["amount"])}</td><td>{esc(r["status"])}</td></tr>'
-                   for r in v['related']) + '</table>') if v['related'] else '<p>No other alert shares its card or merchant.</p>'
-    body = (f'<p><a href="/?{esc(back)}">queue</a> / case <b id="case-id">{esc(tid)}</b>: <span id="state">{state}</span>'
-            f'</p>{actions}<p>Keys: <kbd>f</kbd> fraud, <kbd>l</kbd> legitimate, <kbd>e</kbd> escalate, '
+                   for r in v['related']) + '</table>') if v['related'] else (
+                       '<p>No other alert shares its card or merchant.</p>')
+    body = (f'<p><a href="/?{esc(back)}">queue</a> / case <b id="case-id">{esc(tid)}</b>: '
+            f'<span id="state">{state}</span></p>{actions}<p>Keys: <kbd>f</kbd> fraud, <kbd>l</kbd> legitimate, '
+            f'<kbd>e</kbd> escalate, '
             f'<kbd>j</kbd>/<kbd>k</kbd> next/previous.</p><div class="grid"><div class="card"><h3>Reasons</h3>'
             f'{reasons_svg(v["reasons"])}<h3>Scores and versions</h3>{_kv(scores)}</div><div class="card">'
             f'<h3>Metadata</h3><div id="metadata">{_kv(v["metadata"]) if v["metadata"] else "-"}</div>'
