@@ -11,8 +11,8 @@ from .labels import LabelStore
 
 # %% auto #0
 __all__ = ['SORTS', 'STATUSES', 'FILTER_KEYS', 'RELATED_KEYS', 'QUEUE_CSV_FIELDS', 'VERDICT_CSV_FIELDS', 'QueueError',
-           'case_priority', 'build_cases', 'RecordCache', 'QueueFilters', 'parse_filters', 'queue_view',
-           'header_figures', 'case_view', 'cases_csv', 'verdicts_csv', 'ReviewQueue']
+           'case_priority', 'case_static', 'with_state', 'latest_alerts', 'build_cases', 'RecordCache', 'QueueFilters',
+           'parse_filters', 'queue_view', 'header_figures', 'case_view', 'cases_csv', 'verdicts_csv', 'ReviewQueue']
 
 # %% ../nbs/19_casequeue.ipynb #9cabb5cd
 class QueueError(ValueError):
@@ -39,38 +39,49 @@ def _status(state:Mapping, now:float) -> str:
     if state.get('claimed_by') and (state.get('claim_expires_at') or 0) > now: return 'claimed'
     return 'escalated' if state.get('escalated_by') else 'open'
 
-# %% ../nbs/19_casequeue.ipynb #93789def
-def build_cases(alerts:Iterable[Mapping], states:Mapping, records:Mapping, now:float|None=None) -> list[dict]:
-    "One case dict per flagged transaction: the alert, its case state and what its decision record adds"
-    now = time.time() if now is None else now
+# %% ../nbs/19_casequeue.ipynb #ff434e27
+def case_static(alert:Mapping, record:Mapping|None) -> dict:
+    "The parts of a case that never change: the alert and what its decision record adds"
+    a, amount = alert, None if record is None else record['inputs'].get('Amount')
+    return {'transaction_id': a['transaction_id'], 'decision': a['decision'],
+            'fraud_probability': a['fraud_probability'], 'amount': amount,
+            'priority': case_priority(a['fraud_probability'], amount), 'model_version': a['model_version'],
+            'created_at': a['created_at'], 'created_epoch': epoch_seconds(a['created_at']),
+            'metadata': dict(a.get('metadata') or {}), 'reasons': list(a.get('reasons') or ()), **_policy(a, record),
+            'anomaly_score': None if record is None else record.get('anomaly_score')}
+
+_EMPTY = dict.fromkeys(CASE_FIELDS[1:])
+
+def with_state(static:Mapping, state:Mapping|None, now:float) -> dict:
+    "A case: its static part, its case state and its status at `now`"
+    st = {**_EMPTY, **{k: v for k, v in (state or {}).items() if k in _EMPTY}}
+    return {**static, **st, 'status': _status(st, now)}
+
+def latest_alerts(alerts:Iterable[Mapping]) -> dict:
+    "{transaction_id: its latest alert}"
     latest = {}
     for a in alerts:
         old = latest.get(a['transaction_id'])
         if old is None or a['created_at'] >= old['created_at']: latest[a['transaction_id']] = a
-    out = []
-    for tid, a in latest.items():
-        rec = records.get(tid)
-        amount = None if rec is None else rec['inputs'].get('Amount')
-        st = {f: None for f in CASE_FIELDS} | dict(a.get('_case') or states.get(tid) or {}) | {'transaction_id': tid}
-        out.append({'transaction_id': tid, 'decision': a['decision'], 'fraud_probability': a['fraud_probability'],
-                    'amount': amount, 'priority': case_priority(a['fraud_probability'], amount),
-                    'model_version': a['model_version'], 'created_at': a['created_at'],
-                    'created_epoch': epoch_seconds(a['created_at']), 'metadata': dict(a.get('metadata') or {}),
-                    'reasons': list(a.get('reasons') or ()), **_policy(a, rec),
-                    'anomaly_score': None if rec is None else rec.get('anomaly_score'),
-                    **{f: st[f] for f in CASE_FIELDS[1:]}, 'status': _status(st, now)})
-    return out
+    return latest
+
+def build_cases(alerts:Iterable[Mapping], states:Mapping, records:Mapping, now:float|None=None) -> list[dict]:
+    "One case dict per flagged transaction: the alert, its case state and what its decision record adds"
+    now = time.time() if now is None else now
+    return [with_state(case_static(a, records.get(tid)), a.get('_case') or states.get(tid), now)
+            for tid, a in latest_alerts(alerts).items()]
 
 # %% ../nbs/19_casequeue.ipynb #7175e472
 class RecordCache:
     "The latest decision record of each flagged transaction, read from a decision log once and kept"
-    def __init__(self, uri=None):
-        self.uri, self.records, self.missing = uri, {}, set()
+    def __init__(self, uri=None, retry_s:float=300.0):
+        self.uri, self.records, self.missing, self.retry_s = uri, {}, set(), retry_s
 
-    def fetch(self, cases_or_alerts:Sequence[Mapping]) -> dict:
+    def fetch(self, cases_or_alerts:Sequence[Mapping], now:float|None=None) -> dict:
         "{transaction_id: record} for the given alerts, reading the log only for ids not seen before"
-        want = {a['transaction_id']: a['created_at'] for a in cases_or_alerts
-                if a['transaction_id'] not in self.records and a['transaction_id'] not in self.missing}
+        young = (time.time() if now is None else now) - self.retry_s
+        want = {a['transaction_id']: a['created_at'] for a in cases_or_alerts if a['transaction_id'] not in self.records
+                and (a['transaction_id'] not in self.missing or epoch_seconds(a['created_at']) > young)}
         if want and self.uri:
             from fraud_lambda.decisionlog import read_decisions
             since = min(epoch_seconds(t) for t in want.values()) - 3600
@@ -210,13 +221,22 @@ class ReviewQueue:
     def __init__(self, cases:CaseStore, labels:LabelStore, decisions=None, claim_s:float|None=None):
         from fraud_lambda.casestore import CLAIM_SECONDS
         self.store, self.labels, self.records = cases, labels, RecordCache(decisions)
-        self.claim_s = claim_s or CLAIM_SECONDS
+        self.claim_s, self.static, self.read_at = claim_s or CLAIM_SECONDS, {}, None
 
     def cases(self, now:float|None=None) -> list:
-        "Every case, read now"
-        alerts = self.store.alerts()
-        states = {} if self.store.backend == 'dynamodb' else self.store.states()
-        return build_cases(alerts, states, self.records.fetch(alerts), now)
+        "Every case, its state read now"
+        now, started = time.time() if now is None else now, time.time()
+        local = self.store.backend == 'sqlite'
+        since = self.read_at - 60 if local and self.read_at is not None else None
+        alerts = list(latest_alerts(self.store.alerts(since)).values())
+        self.read_at = started
+        records = self.records.fetch(alerts, now)
+        for a in alerts:
+            old, rec = self.static.get(a['transaction_id']), records.get(a['transaction_id'])
+            if old is None or a['created_at'] > old['created_at'] or (old['amount'] is None and rec is not None):
+                self.static[a['transaction_id']] = case_static(a, rec)
+        states = self.store.states() if local else {a['transaction_id']: a.get('_case') for a in alerts}
+        return [with_state(s, states.get(t), now) for t, s in self.static.items()]
 
     def header(self, cases:Sequence[Mapping], now:float|None=None) -> dict:
         "The header figures over `cases` and the current labels"

@@ -78,7 +78,7 @@ class CaseStore:
     def decide(self, transaction_id:str, analyst:str, action:str, note:str|None=None, now:float|None=None) -> dict:
         raise NotImplementedError
     def states(self) -> dict: raise NotImplementedError
-    def alerts(self) -> list: raise NotImplementedError
+    def alerts(self, since:float|None=None) -> list: raise NotImplementedError
     def close(self) -> None: pass
 
 # %% ../nbs/19a_casestore.ipynb #4bb255cb
@@ -113,7 +113,9 @@ class SQLiteCaseStore(CaseStore):
         if not n: raise CaseTaken(refusal(state, analyst, now) or f"case {tid} could not be updated", state)
         return state
 
-    def alerts(self): return read_alerts(self.alerts_db, limit=None) if self.alerts_db else []
+    def alerts(self, since=None):
+        "The alerts of the alert log, those stored at or after `since` (epoch seconds) when given"
+        return read_alerts(self.alerts_db, since=since, limit=None) if self.alerts_db else []
     def close(self): self.db.close()
 
 # %% ../nbs/19a_casestore.ipynb #80972be5
@@ -236,8 +238,8 @@ def states(self:DynamoDBCaseStore):
             if any(s[f] is not None for f in CASE_FIELDS[1:])}
 
 @patch
-def alerts(self:DynamoDBCaseStore):
-    "The alerts of the table, with the case state of each under `_case` (one scan serves both)"
+def alerts(self:DynamoDBCaseStore, since=None):
+    "Every alert of the table, with the case state of each under `_case` (one scan serves both)"
     out = []
     for item in self._scan():
         if 'alert_json' not in item: continue
