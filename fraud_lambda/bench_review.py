@@ -43,10 +43,10 @@ def _iso(ts:float) -> str:
     from fraud_lambda.sqlitedb import utc_iso
     return utc_iso(ts)
 
-# %% ../nbs/21g_bench_review.ipynb #d780014f
-def review_bench(work_dir=None, n_alerts:int=10_000, loads:int=20) -> dict:
+# %% ../nbs/21g_bench_review.ipynb #e8a2b6b3
+def review_bench(work_dir=None, n_alerts:int=10_000, loads:int=20, settle_s:float|None=None) -> dict:
     "Queue page render times with `n_alerts` open alerts: cold load, p50/p99 over HTTP and in-process, store read"
-    from fraud_lambda.casequeue import ReviewQueue
+    from fraud_lambda.casequeue import REREAD_S, ReviewQueue
     from fraud_lambda.casestore import SQLiteCaseStore
     from fraud_lambda.labels import SQLiteLabelStore
     from fraud_lambda.reviewapp import ReviewApp, serve_review
@@ -63,6 +63,7 @@ def review_bench(work_dir=None, n_alerts:int=10_000, loads:int=20) -> dict:
         t = time.perf_counter_ns()
         with urllib.request.urlopen(url) as r: body = r.read()
         cold = time.perf_counter_ns() - t
+        time.sleep(REREAD_S + 1 if settle_s is None else settle_s)
         http, inproc, read = [], [], []
         for _ in range(loads):
             t = time.perf_counter_ns()
@@ -81,10 +82,10 @@ def review_bench(work_dir=None, n_alerts:int=10_000, loads:int=20) -> dict:
             'store_read': summarize_ns(read), 'build_queue_s': round(build_s, 2)}
 
 # %% ../nbs/21g_bench_review.ipynb #41b6fb7d
-def run_review_bench(out_dir='reports/bench', n_alerts:int=10_000, loads:int=20, work_dir=None) -> dict:
+def run_review_bench(out_dir='reports/bench', n_alerts:int=10_000, loads:int=20, work_dir=None, settle_s=None) -> dict:
     "Run `review_bench` and replace the `review` section of `out_dir/results.json` with it"
     m = machine_info()
-    figures = review_bench(work_dir, n_alerts, loads)
+    figures = review_bench(work_dir, n_alerts, loads, settle_s)
     res = Path(out_dir)/'results.json'
     doc = json.loads(res.read_text()) if res.exists() else {}
     doc.pop('review', None)

@@ -10,7 +10,7 @@ from .casestore import CASE_FIELDS, CaseStore, decide_case
 from .labels import LabelStore
 
 # %% auto #0
-__all__ = ['SORTS', 'STATUSES', 'FILTER_KEYS', 'RELATED_KEYS', 'QUEUE_CSV_FIELDS', 'VERDICT_CSV_FIELDS', 'QueueError',
+__all__ = ['SORTS', 'STATUSES', 'FILTER_KEYS', 'RELATED_KEYS', 'QUEUE_CSV_FIELDS', 'VERDICT_CSV_FIELDS', 'REREAD_S', 'QueueError',
            'case_priority', 'case_static', 'with_state', 'latest_alerts', 'build_cases', 'RecordCache', 'QueueFilters',
            'parse_filters', 'queue_view', 'header_figures', 'case_view', 'cases_csv', 'verdicts_csv', 'ReviewQueue']
 
@@ -80,7 +80,8 @@ class RecordCache:
     def fetch(self, cases_or_alerts:Sequence[Mapping], now:float|None=None) -> dict:
         "{transaction_id: record} for the given alerts, reading the log only for ids not seen before"
         young = (time.time() if now is None else now) - self.retry_s
-        want = {a['transaction_id']: a['created_at'] for a in cases_or_alerts if a['transaction_id'] not in self.records
+        want = {a['transaction_id']: a['created_at'] for a in cases_or_alerts
+                if a['transaction_id'] not in self.records
                 and (a['transaction_id'] not in self.missing or epoch_seconds(a['created_at']) > young)}
         if want and self.uri:
             from fraud_lambda.decisionlog import read_decisions
@@ -215,7 +216,9 @@ def verdicts_csv(cases:Sequence[Mapping]) -> str:
     done = sorted((c for c in cases if c.get('verdict')), key=lambda c: (c['decided_at'], c['transaction_id']))
     return cases_csv(done, VERDICT_CSV_FIELDS)
 
-# %% ../nbs/19_casequeue.ipynb #3a5c8f28
+# %% ../nbs/19_casequeue.ipynb #1c168ccb
+REREAD_S = 30.0
+
 class ReviewQueue:
     "The review queue over a case store, a label store and (optionally) a decision log"
     def __init__(self, cases:CaseStore, labels:LabelStore, decisions=None, claim_s:float|None=None):
@@ -227,7 +230,7 @@ class ReviewQueue:
         "Every case, its state read now"
         now, started = time.time() if now is None else now, time.time()
         local = self.store.backend == 'sqlite'
-        since = self.read_at - 60 if local and self.read_at is not None else None
+        since = self.read_at - REREAD_S if local and self.read_at is not None else None
         alerts = list(latest_alerts(self.store.alerts(since)).values())
         self.read_at = started
         records = self.records.fetch(alerts, now)
