@@ -26,7 +26,7 @@ def build_queue(root, n_alerts:int=10_000, seed:int=0) -> dict:
         d = 'block' if p >= 0.9 else 'review'
         at = t0 + i
         meta = {'card_id': f'card-{rng.randrange(n_alerts // 4 or 1)}', 'merchant_id': f'm-{rng.randrange(500)}'}
-        reasons = [(f'V{rng.randrange(1, 29)}', rng.uniform(0, 3)) for _ in range(3)]
+        reasons = [(rng.choice(FEATURES[1:29]), rng.uniform(0, 3)) for _ in range(3)]
         sink.send(make_alert(f'tx-{i:06d}', p, d, 'bench-model', reasons, meta, _iso(at)))
         x = {f: rng.gauss(0, 1) for f in FEATURES} | {'Amount': round(rng.expovariate(1 / 90), 2), 'Time': float(i)}
         pol = {'policy_version': 'p1', 'rules_hit': ['velocity'] if i % 50 == 0 else []}
