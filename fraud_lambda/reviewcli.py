@@ -23,7 +23,8 @@ def review_stores(a, env=None):
     if a.labels: labels = (DynamoDBLabelStore(a.labels[len('dynamodb://'):]) if a.labels.startswith('dynamodb://')
                            else SQLiteLabelStore(a.labels))
     else: labels = build_label_store(s)
-    decisions = a.decisions or (str(s.decision_log) if isinstance(s.decision_log, Path) else None)
+    dl = s.decision_log
+    decisions = a.decisions or (str(dl) if isinstance(dl, Path) and dl.exists() else None)
     return cases, labels, decisions
 
 # %% ../nbs/19c_reviewcli.ipynb #df0e1b92

@@ -52,3 +52,29 @@ def test_escalate_and_alerts_scan(tables):
     alerts = {a['transaction_id']: a for a in cases.alerts()}
     assert sorted(alerts) == ['tx-0', 'tx-1', 'tx-2']
     assert alerts['tx-2']['_case']['escalated_by'] == 'alice' and alerts['tx-1']['decision'] == 'block'
+
+def test_queue_over_dynamodb_and_cli_export(tables, tmp_path, monkeypatch):
+    import argparse, csv, time
+    from fraud_lambda.casequeue import ReviewQueue, queue_view
+    from fraud_lambda.reviewcli import add_review_commands, review_command
+    cases, labels = tables
+    q = ReviewQueue(cases, labels)
+    now = time.time()
+    cases.claim('tx-0', 'bob', now=now)
+    decide_case(cases, labels, 'tx-2', 'alice', 'legitimate', now=now)
+    got = {c['transaction_id']: c for c in q.cases(now)}
+    assert {t: c['status'] for t, c in got.items()} == {'tx-0': 'claimed', 'tx-1': 'open', 'tx-2': 'decided'}
+    assert got['tx-1']['amount'] is None and [c['transaction_id'] for c in queue_view(list(got.values()))] == [
+        'tx-1', 'tx-0']                                           # no decision records: probability order
+    h = q.header(list(got.values()), now)
+    assert (h['open'], h['decided_today'], h['precision']['review']) == (
+        2, 1, {'precision': 0.0, 'fraud': 0, 'labelled': 1})
+    p = argparse.ArgumentParser()
+    add_review_commands(p.add_subparsers(dest='cmd'))
+    monkeypatch.setenv('FRAUD_LAMBDA_STATE_DB', str(tmp_path/'state.db'))
+    a = p.parse_args(['review', '--table', 'flagged', '--labels', 'dynamodb://labels', '--export',
+                      str(tmp_path/'q.csv'), '--verdicts', str(tmp_path/'v.csv')])
+    assert review_command(a) == 0
+    assert [r['transaction_id'] for r in csv.DictReader(open(tmp_path/'q.csv'))] == ['tx-1', 'tx-0']
+    assert [(r['transaction_id'], r['verdict'], r['analyst']) for r in csv.DictReader(open(tmp_path/'v.csv'))] == [
+        ('tx-2', 'legitimate', 'alice')]
