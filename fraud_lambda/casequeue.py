@@ -26,6 +26,7 @@ def case_priority(fraud_probability:float, amount:float|None) -> float:
 def _policy(alert:Mapping, record:Mapping|None) -> dict:
     "policy_version, rules_hit, decision_source from the alert or the decision record's `policy`, when present"
     pol = dict((record or {}).get('policy') or {})
+    if isinstance(alert.get('policy'), Mapping): pol.update(alert['policy'])
     pol.update({k: alert[k] for k in ('policy_version', 'rules_hit', 'decision_source') if alert.get(k) is not None})
     hits = pol.get('rules_hit') or ()
     hits = [hits] if isinstance(hits, str) else [h if isinstance(h, str) else str(h.get('id', h.get('name', h)))

@@ -11,8 +11,8 @@ from .sqlitedb import utc_iso
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['CSP', 'SECURITY_HEADERS', 'MAX_FORM_BYTES', 'PAGE_SIZE', 'CSS', 'JS', 'ASSETS', 'esc', 'ReviewApp', 'HTTPError',
-           'reasons_svg', 'serve_review']
+__all__ = ['CSP', 'SECURITY_HEADERS', 'MAX_FORM_BYTES', 'MAX_SESSIONS', 'PAGE_SIZE', 'CSS', 'JS', 'ASSETS', 'esc', 'ReviewApp',
+           'HTTPError', 'reasons_svg', 'serve_review']
 
 # %% ../nbs/19b_reviewapp.ipynb #13f503a5
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; form-action 'self'; "
@@ -21,6 +21,7 @@ SECURITY_HEADERS = {'Content-Security-Policy': CSP, 'X-Content-Type-Options': 'n
                     'Referrer-Policy': 'no-referrer', 'Cache-Control': 'no-store',
                     'Cross-Origin-Opener-Policy': 'same-origin'}
 MAX_FORM_BYTES = 64 * 1024
+MAX_SESSIONS = 10_000
 PAGE_SIZE = 100
 
 # %% ../nbs/19b_reviewapp.ipynb #392957d2
@@ -86,6 +87,7 @@ class ReviewApp:
         with self.lock:
             if sid in self.sessions: return sid, self.sessions[sid], False
             sid = secrets.token_hex(16)
+            if len(self.sessions) >= MAX_SESSIONS: self.sessions.pop(next(iter(self.sessions)))   # the oldest
             self.sessions[sid] = self.analyst
             return sid, self.analyst, True
 
@@ -397,7 +399,9 @@ def serve_review(app:ReviewApp, host:str='127.0.0.1', port:int=8100) -> Threadin
     "A started server for `app` (in a daemon thread); `.shutdown()` stops it"
     if host not in ('127.0.0.1', 'localhost', '::1') and not app.token:
         raise CaseError(f"refusing to serve the review page on {host} without an access token (--token)")
-    srv = ThreadingHTTPServer((host, port), _ReviewHandler)
+    try: srv = ThreadingHTTPServer((host, port), _ReviewHandler)
+    except OSError as e:
+        raise CaseError(f"cannot serve the review page on {host}:{port}: {e.strerror or e}") from None
     srv.daemon_threads, srv.app = True, app
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     return srv
