@@ -123,3 +123,16 @@ def test_three_cases_by_keyboard_claims_and_escaping(review_server, browser, tmp
     assert SCRIPT in b.locator('#metadata').inner_text()                     # shown as text
     assert b.locator('#metadata script').count() == 0 and b.title() == f'Case {meta_case}'
     assert not [e for e in errors if 'Content Security Policy' in e], errors  # the page itself breaks no CSP rule
+
+    a.goto(f'{url}/case/{held}')                                             # j skips: alice gives held back
+    a.keyboard.press('j')
+    a.wait_for_function('t => document.getElementById("case-id")?.textContent !== t', arg=held)
+    skipped_to = a.locator('#case-id').inner_text()
+    assert a.locator('#state').inner_text() == 'claimed by you'
+    b.goto(f'{url}/case/{held}')
+    assert b.locator('#taken').count() == 0 and b.locator('#decide').count() == 1   # free for bob now
+    a.keyboard.press('e')                                                    # escalate: no label, the case stays open
+    a.wait_for_function('t => document.getElementById("case-id")?.textContent !== t', arg=skipped_to)
+    assert labels.history(skipped_to) == []
+    b.goto(f'{url}/?status=open')
+    assert 'escalated by alice' in b.locator(f'tr[data-case="{skipped_to}"]').inner_text()
