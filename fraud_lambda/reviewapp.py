@@ -211,8 +211,9 @@ def _act(self:ReviewApp, tid, what, form, back, analyst, now):
     known = {c['transaction_id'] for c in self.queue.cases(now)}
     if tid not in known: raise HTTPError(404, f"no flagged transaction {tid}")
     qs = '?' + back if back else ''
-    if what == 'claim':
-        self.queue.store.claim(tid, analyst, self.queue.claim_s, now)
+    if what == 'claim':                     # taken or decided: the case page says by whom, read-only
+        try: self.queue.store.claim(tid, analyst, self.queue.claim_s, now)
+        except CaseTaken: pass
         return 303, {'Location': f'/case/{quote(tid)}{qs}'}, b''
     if what == 'decide':
         self.queue.decide(tid, analyst, form.get('action'), form.get('note'), now)
@@ -381,14 +382,18 @@ class _ReviewHandler(BaseHTTPRequestHandler):
     server_version = 'fraud-lambda-review'
     def log_message(self, fmt, *args): pass
     def _serve(self):
-        n = int(self.headers.get('Content-Length') or 0)
-        body = self.rfile.read(min(n, MAX_FORM_BYTES + 1)) if n else b''
-        if n > MAX_FORM_BYTES + 1: self.close_connection = True
+        raw = self.headers.get('Content-Length') or '0'
+        n = int(raw) if raw.isdigit() else -1
+        body = self.rfile.read(min(n, MAX_FORM_BYTES + 1)) if n > 0 else b''
+        if n > MAX_FORM_BYTES + 1 or n < 0: self.close_connection = True
         headers = {k.lower(): v for k, v in self.headers.items()}
-        try: status, out, data = self.server.app.handle(self.command, self.path, headers, body)
-        except Exception as e:                       # a store that is down: say so, without a traceback
-            status, out, data = 503, {**SECURITY_HEADERS, 'Content-Type': 'text/plain; charset=utf-8'}, \
-                f'the review stores did not answer: {type(e).__name__}: {e}'[:500].encode()
+        text = {**SECURITY_HEADERS, 'Content-Type': 'text/plain; charset=utf-8'}
+        if n < 0: status, out, data = 400, text, f'Content-Length must be a whole number, got {raw[:20]!r}'.encode()
+        else:
+            try: status, out, data = self.server.app.handle(self.command, self.path, headers, body)
+            except Exception as e:                   # a store that is down: say so, without a traceback
+                data = f'the review stores did not answer: {type(e).__name__}: {e}'[:500].encode()
+                status, out = 503, text
         self.send_response(status)
         for k, v in out.items():
             for x in (v if isinstance(v, list) else [v]): self.send_header(k, x)
