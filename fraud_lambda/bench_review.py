@@ -9,7 +9,7 @@ from pathlib import Path
 from .timing import machine_info, merge_into, summarize_ns
 
 # %% auto #0
-__all__ = ['build_queue', 'review_bench', 'run_review_bench']
+__all__ = ['build_queue', 'review_bench', 'review_markdown', 'run_review_bench']
 
 # %% ../nbs/21g_bench_review.ipynb #6432a480
 def build_queue(root, n_alerts:int=10_000, seed:int=0) -> dict:
@@ -83,7 +83,17 @@ def review_bench(work_dir=None, n_alerts:int=10_000, loads:int=20, settle_s:floa
             'cold_load_ms': cold / 1e6, 'http': summarize_ns(http), 'in_process': summarize_ns(inproc),
             'store_read': summarize_ns(read), 'build_queue_s': round(build_s, 2)}
 
-# %% ../nbs/21g_bench_review.ipynb #41b6fb7d
+# %% ../nbs/21g_bench_review.ipynb #2f4f2c7f
+def review_markdown(r:dict) -> str:
+    "The review section as a markdown table"
+    rows = [('queue page over HTTP', r['http']), ('the same request in-process', r['in_process']),
+            ('of which reading the stores', r['store_read'])]
+    return '\n'.join([f"{r['open_alerts']:,} open alerts, {r['rows_shown']} rows shown ({r['page_bytes']:,} bytes), "
+                      f"{r['loads']} loads; the first load (every alert and record parsed) took "
+                      f"{r['cold_load_ms']:,.0f} ms.", '', '| | p50 | p99 |', '|---|---|---|']
+                     + [f"| {k} | {v['p50_ms']:.0f} ms | {v['p99_ms']:.0f} ms |" for k, v in rows])
+
+# %% ../nbs/21g_bench_review.ipynb #abe26dcd
 def run_review_bench(out_dir='reports/bench', n_alerts:int=10_000, loads:int=20, work_dir=None, settle_s=None) -> dict:
     "Run `review_bench` and replace the `review` section of `out_dir/results.json` with it"
     m = machine_info()
