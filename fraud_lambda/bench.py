@@ -12,6 +12,7 @@ from .bench_handler import handler_latency, handler_markdown
 from .bench_http import http_load, http_markdown
 from .bench_package import package_bench, package_markdown
 from .bench_batch import batch_file_bench, batch_markdown
+from .bench_review import review_bench, review_markdown
 
 # %% auto #0
 __all__ = ['SECTIONS', 'bench_markdown', 'targets_markdown', 'resolve_run', 'run_label', 'run_all']
@@ -20,13 +21,14 @@ __all__ = ['SECTIONS', 'bench_markdown', 'targets_markdown', 'resolve_run', 'run
 _SHOWN = (('scoring', 'Scoring: numpy scorer against scikit-learn', 'single_p50_ms'),
           ('handler', 'The Lambda handler, in-process', 'stages_p50_ms'),
           ('http', 'The local API under HTTP load', 'trials'), ('package', 'The Lambda package', 'zip_mb'),
-          ('batch_file', 'Batch file scoring: fraud-lambda score against the library', 'rows_per_s'))
+          ('batch_file', 'Batch file scoring: fraud-lambda score against the library', 'rows_per_s'),
+          ('review', 'The review queue page', 'http'))
 
 def bench_markdown(doc:dict) -> str:
     "`results.md`: a short table per section present (and complete) in `doc`"
     render = {'scoring': lambda s: results_markdown({**s, 'footprint_mb': doc.get('footprint_mb', {})}),
               'handler': handler_markdown, 'http': http_markdown, 'package': package_markdown,
-              'batch_file': batch_markdown}
+              'batch_file': batch_markdown, 'review': review_markdown}
     parts = ['# fraud-lambda benchmarks', 'Medians (p50) and p99 of one run per section on the machine named; '
              'reproduce with `make bench` (`fraud-lambda bench`).']
     for key, title, needs in _SHOWN:
@@ -111,7 +113,7 @@ def targets_markdown(doc:dict) -> str:
     return '\n'.join(rows + _serving_targets(doc))
 
 # %% ../nbs/21d_bench.ipynb #14b23b81
-SECTIONS = ('scoring', 'handler', 'http', 'package', 'batch_file')
+SECTIONS = ('scoring', 'handler', 'http', 'package', 'batch_file', 'review')
 
 def resolve_run(run_dir=None, reports_dir='reports') -> Path:
     "The report run folder: `run_dir`, or the one `reports_dir/latest` names when `run_dir` is None or 'latest'"
@@ -174,6 +176,7 @@ def _run_section(name, run, X, res, out, label, bundle, work, o:dict) -> dict:
     if name == 'handler': figures = handler_latency(bundle, X, o['n_single'], o['warmup'], work/'handler')
     elif name == 'http':
         figures = http_load(bundle, X, o['duration_s'], o['connections'], o['threads'], work/'http', o['http_tool'])
+    elif name == 'review': figures = review_bench(work/'review')
     elif name == 'batch_file':
         figures = batch_file_bench(bundle, run/'models'/'chosen.joblib', X, work/'batch')
     else:
@@ -187,15 +190,16 @@ def run_all(run_dir=None, out_dir='reports/bench', data=None, duration_s:float=3
     "Run the benchmark sections on the models of a report run; merge into `out_dir/results.json`, write `results.md`"
     bad = [s for s in sections if s not in SECTIONS]
     if bad: raise ValueError(f"unknown section(s) {', '.join(bad)}; choose from {', '.join(SECTIONS)}")
-    run = resolve_run(run_dir, reports_dir)
-    label = run_label(run)
-    X = holdout_rows(data if data is not None else _run_data(run))
+    model_free = all(s == 'review' for s in sections)       # the review page scores nothing: no run needed
+    run = None if model_free else resolve_run(run_dir, reports_dir)
+    label = 'none (the review page scores nothing)' if model_free else run_label(run)
+    X = [] if model_free else holdout_rows(data if data is not None else _run_data(run))
     if work_dir: Path(work_dir).mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix='fraud-lambda-bench-', dir=work_dir))
     out = Path(out_dir)
     res = out/'results.json'
     from fraud_lambda.convert import bundle_from_run
-    bundle = bundle_from_run(run, work/'bundle')
+    bundle = None if model_free else bundle_from_run(run, work/'bundle')
     doc = json.loads(res.read_text()) if res.exists() else {}
     opts = dict(n_single=n_single, warmup=warmup, cold_runs=cold_runs, duration_s=duration_s, connections=connections,
                 threads=threads, http_tool=http_tool, seed_package=seed_package, clean_runs=clean_runs)
