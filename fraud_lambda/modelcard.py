@@ -27,7 +27,8 @@ def _performance(m:dict) -> list:
         if h: rows.append(f'| {label} | ' + ' | '.join(_ci(h[k]) for k, _ in _METRICS) + ' |')
     sc = m.get('seed_claim')
     if sc:
-        rows.append(f"\nThe original design's claim (recall 0.924 with at most 450 false alarms on this holdout): the chosen "
+        rows.append("\nThe original design's claim (recall 0.924 with at most 450 false alarms on this holdout): "
+                    "the chosen "
                     f"model catches {sc['caught']} of {sc['frauds']} frauds (recall {sc['recall']:.3f}) at "
                     f"{sc['false_alarms']} false alarms, so the claim is {'met' if sc.get('met') else 'not met'}.")
     return rows
@@ -36,7 +37,8 @@ def _operating(m:dict) -> list:
     "Thresholds, what they flag on the holdout, and the costs"
     th, op, c = m.get('thresholds') or {}, m.get('operating_point') or {}, m.get('costs') or {}
     if not th: return ['No thresholds were tuned in this run.']
-    out = [f"Review at fraud probability ≥ {th['review']:.4f}, block at ≥ {th['block']:.4f}, tuned on validation by "
+    out = [f"Review at fraud probability ≥ {th['review']:.4f}, block at ≥ {th['block']:.4f}, "
+           "tuned on validation by "
            f"expected cost ({json.dumps(m.get('cost_model') or {})})."]
     if op: out.append(f"On the holdout: {op['reviewed']} reviewed and {op['blocked']} blocked; precision "
                       f"{op['precision']:.3f}, recall {op['recall']:.3f}, FPR {op['fpr']:.5f}.")
@@ -46,7 +48,8 @@ def _operating(m:dict) -> list:
 def _out_of_range(m:dict) -> list:
     "How the model treats inputs beyond its training range"
     cl = m.get('clipping') or {}
-    if not cl.get('clip_q'): return ['Inputs are not clipped: a model may extrapolate on inputs beyond its training range.']
+    if not cl.get('clip_q'):
+        return ['Inputs are not clipped: a model may extrapolate on inputs beyond its training range.']
     oor = cl.get('out_of_range') or {}
     out = [f"Every input is clipped to its [{cl['clip_q']:g}, {1 - cl['clip_q']:g}] quantile range on the fit slice "
            "before scoring (the bundle's `clip` transform), so an input far outside that range scores as one at its "
@@ -80,12 +83,14 @@ def model_card_markdown(metrics:dict, train:dict|None=None) -> str:
              '## Intended use',
              'Real-time scoring of card-not-present credit-card transactions behind the fraud-lambda API: a fraud '
              'probability, reasons and an approve / review / block decision, with analysts reviewing the middle band. '
-             'Not for credit decisions, for customer profiling, or for data unlike the 30 inputs it was trained on.', '',
+             'Not for credit decisions, for customer profiling, or for data unlike the 30 inputs it was trained '
+             'on.', '',
              '## Data',
              f"`{data.get('source', 'synthetic')}` (sha256 {str(data.get('sha256', 'n/a'))[:16]}..., "
              f"{data.get('rows', 0):,} rows, {data.get('frauds', 0)} frauds), split by `Time`: fit "
              f"{rows.get('fit', 0):,} rows ({frauds.get('fit', 0)} frauds), validation {rows.get('validation', 0):,} "
-             f"({frauds.get('validation', 0)}), out-of-time holdout {rows.get('holdout', 0):,} ({frauds.get('holdout', 0)})."
+             f"({frauds.get('validation', 0)}), out-of-time holdout {rows.get('holdout', 0):,} "
+             f"({frauds.get('holdout', 0)})."
              + (f" Only transactions with Time ≤ {m['params']['as_of']:g} s." if (m.get('params') or {}).get('as_of')
                 else ''), '',
              '## Selection',

@@ -231,8 +231,10 @@ def metrics_markdown(m:dict) -> str:
         rows.append(f"| {label} | " + ' | '.join(cells) + f" | {d.get('fit_s') or 0:.0f} |")
     sc = m.get('seed_claim')
     if sc:
-        rows += ['', "| the original design's claim | the chosen model at that many false alarms | met |", '|---|---|---|',
-                 f"| recall ≥ {SEED_CLAIM['recall']:.3f} with ≤ {SEED_CLAIM['false_alarms']} false alarms | recall "
-                 f"{sc['recall']:.3f} ({sc['caught']} of {sc['frauds']} frauds) with {sc['false_alarms']} false alarms | "
+        rows += ['', "| the original design's claim | the chosen model at that many false alarms | met |",
+                 '|---|---|---|',
+                 f"| recall ≥ {SEED_CLAIM['recall']:.3f} with ≤ {SEED_CLAIM['false_alarms']} false alarms | "
+                 f"recall {sc['recall']:.3f} ({sc['caught']} of {sc['frauds']} frauds) with {sc['false_alarms']} "
+                 "false alarms | "
                  f"{'yes' if sc.get('met') else 'no'} |"]
     return '\n'.join(rows)
