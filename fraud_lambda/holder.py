@@ -13,6 +13,8 @@ from .bundle import BundleError
 from .config import Settings
 from .scorer import Scorer, ScoringError
 from .store import open_store, StoreError
+from .policyeval import CompiledPolicy
+from .policystore import PolicyStore
 
 # %% ../nbs/11_holder.ipynb #0118bfc8
 class ModelUnavailable(RuntimeError):
@@ -36,6 +38,7 @@ class ModelHolder:
         self.scorer, self.error, self.loaded_at = None, None, None
         self._next_try = self._next_check = 0.0
         self._lock, self._store = threading.Lock(), None
+        self.policy, self.policy_error = None, None
 
 # %% ../nbs/11_holder.ipynb #3af147c7
 @patch
@@ -72,6 +75,30 @@ def _install(self:ModelHolder, scorer):
     self._next_check = self.clock() + self.settings.refresh_s
     if self.log: self.log.info('model loaded', extra={'model_version': scorer.version})
 
+# %% ../nbs/11_holder.ipynb #44da1bbb
+@patch
+def refresh_policy(self:ModelHolder):
+    "Load the promoted policy if its pointer moved; on any error keep the last good one and remember why"
+    name, version = self.settings.model_name, None
+    try:
+        policies = PolicyStore(self.store().backend)
+        pointer = policies.current(name)
+        if pointer is None:
+            self.policy, self.policy_error = None, None
+            return
+        version = pointer['version']
+        if self.policy is not None and self.policy.version == version:
+            self.policy_error = None
+            return
+        loaded, doc = policies.load_current(name)
+        self.policy, self.policy_error = CompiledPolicy(doc, loaded), None
+        if self.log: self.log.info('policy loaded', extra={'policy_version': loaded})
+    except LOAD_ERRORS as e:
+        keeping = self.policy.version if self.policy is not None else 'none (the model decides alone)'
+        self.policy_error = redact(f"policy {version or '?'} not loaded ({type(e).__name__}: "
+                                   f"{str(e).splitlines()[0][:300]}); serving {keeping}")
+        if self.log: self.log.warning('policy load failed', extra={'reason': self.policy_error})
+
 # %% ../nbs/11_holder.ipynb #03e7d931
 @patch
 def load(self:ModelHolder) -> bool:
@@ -83,12 +110,13 @@ def load(self:ModelHolder) -> bool:
         if self.log: self.log.error('model load failed', extra={'reason': f'{type(e).__name__}: {e}'})
         return False
     self._install(scorer)
+    self.refresh_policy()
     return True
 
 # %% ../nbs/11_holder.ipynb #1c141035
 @patch
 def refresh(self:ModelHolder):
-    "Switch to a new champion if the pointer moved; keep the current model on any error"
+    "Switch to a new champion if the pointer moved; keep the current model on any error; then refresh the policy"
     self._next_check = self.clock() + self.settings.refresh_s
     try:
         pointer = self.store().champion(self.settings.model_name)
@@ -97,6 +125,7 @@ def refresh(self:ModelHolder):
         if self.log:
             self.log.warning('model refresh failed; keeping the current model',
                              extra={'reason': f'{type(e).__name__}: {e}'})
+    self.refresh_policy()
 
 # %% ../nbs/11_holder.ipynb #c07173cf
 @patch

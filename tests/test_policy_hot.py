@@ -1,0 +1,97 @@
+"""A running `fraud-lambda serve` picks up a promoted policy with no restart and no failed request; a bad version
+behind the pointer keeps the last good policy live and /health says so."""
+import http.client, json, os, socket, subprocess, sys, threading, time
+from pathlib import Path
+
+import pytest
+
+from fraud_lambda.policy import read_policy
+from fraud_lambda.policystore import open_policy_store
+from fraud_lambda.store import open_store
+from handler_support import event_body, load_event, local_env, make_bundle
+
+pytestmark = pytest.mark.timeout(120)
+EXAMPLES = Path(__file__).resolve().parents[1]/'policies'/'examples'
+
+
+def _port():
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def _call(port, method, path, body=None):
+    c = http.client.HTTPConnection('127.0.0.1', port, timeout=10)
+    c.request(method, path, json.dumps(body) if body else None,
+              {'Content-Type': 'application/json', 'x-api-key': 'k'})
+    r = c.getresponse()
+    out = r.status, json.loads(r.read() or b'null')
+    c.close()
+    return out
+
+
+@pytest.fixture()
+def served(tmp_path):
+    store = tmp_path/'store'
+    open_store(store).publish('fraud', make_bundle(tmp_path/'bundle'), promote=True)
+    port = _port()
+    env = {**os.environ, **local_env(tmp_path, store, FRAUD_LAMBDA_REFRESH_SECONDS=1, FRAUD_LAMBDA_API_KEYS='k')}
+    exe = Path(sys.executable).with_name('fraud-lambda')
+    proc = subprocess.Popen([str(exe), 'serve', '--port', str(port), '--store', str(store)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            if _call(port, 'GET', '/health')[0] == 200: break
+        except OSError: time.sleep(0.2)
+    else: pytest.fail('fraud-lambda serve did not start')
+    yield port, store
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def test_promoted_policy_goes_live_without_restart_or_failed_request(served):
+    port, store = served
+    legit = {**event_body(load_event('rest_score_legit')), 'metadata': {'card_id': 'card-0666'}}
+    statuses, answers, stop = [], [], threading.Event()
+    def traffic():
+        i = 0
+        while not stop.is_set():
+            s, b = _call(port, 'POST', '/score', {**legit, 'transaction_id': f'hot-{i}'})
+            statuses.append(s)
+            answers.append(b)
+            i += 1
+    t = threading.Thread(target=traffic)
+    t.start()
+    try:
+        time.sleep(0.5)
+        before = answers[-1]
+        assert (before['decision'], before['decision_source'], before['policy_version']) == ('approve', 'model', None)
+        ps = open_policy_store(store)
+        v1 = ps.push('fraud', read_policy(EXAMPLES/'deny_list.json'), actor='analyst')['version']
+        ps.promote('fraud', v1, actor='approver')
+        deadline = time.time() + 15
+        while time.time() < deadline and answers[-1].get('policy_version') != v1: time.sleep(0.1)
+        after = answers[-1]
+        assert (after['decision'], after['model_decision'], after['decision_source'], after['rules_hit']) == (
+            'block', 'approve', 'list:deny_cards', ['deny-stolen-cards']), after
+        print('\nrule changed the decision:', json.dumps(after))
+        # a version that fails at load: the last good policy stays live, /health says why
+        time.sleep(1.1)
+        v2 = ps.push('fraud', read_policy(EXAMPLES/'night_high_amount.json'), actor='analyst')['version']
+        ps.promote('fraud', v2, actor='approver')
+        f = store/'policies'/'fraud'/v2/'policy.json'
+        f.write_text(f.read_text().replace('"review"', '"deny"'))
+        deadline = time.time() + 15
+        health = None
+        while time.time() < deadline:
+            health = _call(port, 'GET', '/health')[1]
+            if health.get('policy_error'): break
+            time.sleep(0.1)
+        assert health['status'] == 'ok' and health['policy_version'] == v1, health
+        assert health['policy_error'].startswith(f'policy {v2} not loaded') and f'serving {v1}' in health['policy_error']
+        assert answers[-1]['policy_version'] == v1 and answers[-1]['decision'] == 'block'
+    finally:
+        stop.set()
+        t.join()
+    assert len(statuses) > 20 and set(statuses) == {200}, (len(statuses), set(statuses))
