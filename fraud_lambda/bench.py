@@ -12,6 +12,7 @@ from .bench_handler import handler_latency, handler_markdown
 from .bench_http import http_load, http_markdown
 from .bench_package import package_bench, package_markdown
 from .bench_batch import batch_file_bench, batch_markdown
+from .bench_policy import policy_markdown, policy_targets, run_policy_bench
 
 # %% auto #0
 __all__ = ['SECTIONS', 'bench_markdown', 'targets_markdown', 'resolve_run', 'run_label', 'run_all']
@@ -20,13 +21,14 @@ __all__ = ['SECTIONS', 'bench_markdown', 'targets_markdown', 'resolve_run', 'run
 _SHOWN = (('scoring', 'Scoring: numpy scorer against scikit-learn', 'single_p50_ms'),
           ('handler', 'The Lambda handler, in-process', 'stages_p50_ms'),
           ('http', 'The local API under HTTP load', 'trials'), ('package', 'The Lambda package', 'zip_mb'),
-          ('batch_file', 'Batch file scoring: fraud-lambda score against the library', 'rows_per_s'))
+          ('batch_file', 'Batch file scoring: fraud-lambda score against the library', 'rows_per_s'),
+          ('policy', 'Policy evaluation: 50 rules, two lists of 1,000,000', 'eval_p50_us'))
 
 def bench_markdown(doc:dict) -> str:
     "`results.md`: a short table per section present (and complete) in `doc`"
     render = {'scoring': lambda s: results_markdown({**s, 'footprint_mb': doc.get('footprint_mb', {})}),
               'handler': handler_markdown, 'http': http_markdown, 'package': package_markdown,
-              'batch_file': batch_markdown}
+              'batch_file': batch_markdown, 'policy': policy_markdown}
     parts = ['# fraud-lambda benchmarks', 'Medians (p50) and p99 of one run per section on the machine named; '
              'reproduce with `make bench` (`fraud-lambda bench`).']
     for key, title, needs in _SHOWN:
@@ -108,10 +110,11 @@ def targets_markdown(doc:dict) -> str:
     "One table of every benchmark target: ours, scikit-learn or the original design, the target, met or not"
     rows = ['| measure | fraud-lambda | scikit-learn / original design | target | met |', '|---|---|---|---|---|']
     if 'single_p50_ms' in doc.get('scoring', {}): rows += _scoring_targets(doc['scoring'], doc.get('footprint_mb', {}))
+    rows += policy_targets(doc['policy']) if 'eval_p50_us' in doc.get('policy', {}) else []
     return '\n'.join(rows + _serving_targets(doc))
 
 # %% ../nbs/21d_bench.ipynb #14b23b81
-SECTIONS = ('scoring', 'handler', 'http', 'package', 'batch_file')
+SECTIONS = ('scoring', 'handler', 'http', 'package', 'batch_file', 'policy')
 
 def resolve_run(run_dir=None, reports_dir='reports') -> Path:
     "The report run folder: `run_dir`, or the one `reports_dir/latest` names when `run_dir` is None or 'latest'"
@@ -187,6 +190,12 @@ def run_all(run_dir=None, out_dir='reports/bench', data=None, duration_s:float=3
     "Run the benchmark sections on the models of a report run; merge into `out_dir/results.json`, write `results.md`"
     bad = [s for s in sections if s not in SECTIONS]
     if bad: raise ValueError(f"unknown section(s) {', '.join(bad)}; choose from {', '.join(SECTIONS)}")
+    out, res = Path(out_dir), Path(out_dir)/'results.json'
+    if 'policy' in sections:   # needs no report run: the policy layer is timed on its own
+        doc = run_policy_bench(res, log)
+        (out/'results.md').write_text(bench_markdown(doc))
+        sections = tuple(s for s in sections if s != 'policy')
+        if not sections: return doc
     run = resolve_run(run_dir, reports_dir)
     label = run_label(run)
     X = holdout_rows(data if data is not None else _run_data(run))

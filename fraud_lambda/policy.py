@@ -113,7 +113,7 @@ def _jsonable(c) -> bool:
     except (TypeError, ValueError): return False
     return True
 
-# %% ../nbs/18_policy.ipynb #c6c984c5
+# %% ../nbs/18_policy.ipynb #c0b199d5
 def _check_lists(lists, problems) -> dict:
     "The well-formed lists of the document (name -> key); problems of the others appended"
     if not isinstance(lists, Mapping):
@@ -135,7 +135,7 @@ def _check_lists(lists, problems) -> dict:
         if not isinstance(values, list) or len(values) > LIMITS['list_entries']:
             problems.append((where, f"values must be an array of at most {LIMITS['list_entries']:,} strings"))
             continue
-        if not all(isinstance(v, str) for v in values):
+        if not set(map(type, values)) <= {str}:   # one pass in C: a million-entry list checks in milliseconds
             i = next(i for i, v in enumerate(values) if not isinstance(v, str))
             problems.append((where, f"type mismatch: values[{i}] is {values[i]!r:.40}, lists hold strings"))
         good[name] = spec['key']
