@@ -146,13 +146,13 @@ def _replayed(record, sha, tid) -> tuple[int, dict]:
     return 200, {**record.response, 'idempotent_replay': True}
 
 # %% ../nbs/11b_routes.ipynb #81674d2d
-def _after_score(svc:Service, tx, score):
+def _after_score(svc:Service, tx, score, policy:dict|None=None):
     "Metrics and, for review/block, the alert"
     add_metric('Scored', MetricUnit.Count, 1)
     add_metric(f'Decision_{score.decision}', MetricUnit.Count, 1)
     if score.decision != 'approve':
         alert = make_alert(tx.transaction_id, score.fraud_probability, score.decision, score.model_version,
-                           score.reasons, tx.metadata)
+                           score.reasons, tx.metadata, policy=policy)
         outcome = svc.dispatcher.dispatch(alert)
         if outcome.spooled or outcome.unspooled:
             add_metric('AlertsSpooled', MetricUnit.Count, len(outcome.spooled) + len(outcome.unspooled))
@@ -203,7 +203,8 @@ def _score(svc:Service, scorer:Scorer, tx:BaseModel, source:str='single', pendin
         status, replay = _replayed(existing, sha, tid)
         _log_decision(svc, scorer, payload, replay, source, True, pending)
         return status, replay
-    _after_score(svc, tx, replace(score, decision=verdict['decision']) if verdict['rules_hit'] else score)
+    _after_score(svc, tx, replace(score, decision=verdict['decision']) if verdict['rules_hit'] else score,
+                 {k: verdict[k] for k in ('policy_version', 'rules_hit', 'decision_source')})
     _log_decision(svc, scorer, payload, body, source, False, pending, verdict.get('shadow'))
     return 200, body
 
