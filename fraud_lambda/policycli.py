@@ -153,14 +153,14 @@ def _add_backtest(ps):
     b.add_argument('--no-html', action='store_true')
     return b
 
-# %% ../nbs/18c_policycli.ipynb #4d8ed0d7
+# %% ../nbs/18c_policycli.ipynb #eade1036
 def _cmd(a):
     "Dispatch `policy <command>`"
     return {'validate': cmd_validate, 'push': cmd_push, 'promote': cmd_promote, 'rollback': cmd_rollback,
             'list': cmd_list, 'diff': cmd_diff, 'backtest': cmd_backtest}[a.policy_cmd](a)
 
 def add_policy_commands(sub):
-    "The `policy` command and its subcommands, on the CLI's subparsers `sub`"
+    "The `policy` command and its subcommands (and `shadow report`), on the CLI's subparsers `sub`"
     p = sub.add_parser('policy', help='rules and lists beside the model: validate, push, promote, roll back, diff')
     ps = p.add_subparsers(dest='policy_cmd', required=True)
     v = ps.add_parser('validate', help='check policy files (JSON or YAML); the error names the rule and the problem')
@@ -184,4 +184,6 @@ def add_policy_commands(sub):
         x.add_argument('--store', help='model store URI (default: the configured store)')
     for x in (u, m, r): x.add_argument('--reason')
     for x in (v, u, m, r, l, d, t): x.set_defaults(func=_cmd)
+    from fraud_lambda.shadow import add_shadow_commands   # `shadow report` rides on the same registration
+    add_shadow_commands(sub)
     return p
