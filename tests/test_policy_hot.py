@@ -95,3 +95,35 @@ def test_promoted_policy_goes_live_without_restart_or_failed_request(served):
         stop.set()
         t.join()
     assert len(statuses) > 20 and set(statuses) == {200}, (len(statuses), set(statuses))
+
+
+def test_shadow_rules_never_change_the_response_and_land_in_the_record(tmp_path):
+    "In-process handler: an active rule raises the decision (alert carries the policy), a shadow rule only records"
+    import sqlite3
+    from fraud_lambda import handler as H
+    from fraud_lambda.decisionlog import read_decisions
+    from handler_support import call, with_body
+    store = open_store(tmp_path/'store')
+    store.publish('fraud', make_bundle(tmp_path/'bundle'), promote=True)
+    ps = open_policy_store(tmp_path/'store')
+    v = ps.push('fraud', read_policy(EXAMPLES/'sample_backtest.json'), actor='analyst')['version']
+    ps.promote('fraud', v, actor='approver')
+    svc = H.init(local_env(tmp_path, tmp_path/'store'))
+    assert svc.holder.policy.version == v, svc.holder.policy_error
+    e = load_event('rest_score_legit')
+    night = {**event_body(e), 'Time': 3 * 3600.0, 'Amount': 700.0}     # the shadow rule's case, not the active one's
+    s, _, b = call(H.handler, with_body(e, night, tid='shadow-1'))
+    assert s == 200 and (b['decision'], b['decision_source'], b['rules_hit']) == ('approve', 'model', []), b
+    assert 'shadow' not in b
+    big = {**event_body(e), 'Time': 3 * 3600.0, 'Amount': 1000.0}      # night-high-amount (active) fires
+    s, _, b2 = call(H.handler, with_body(e, big, tid='shadow-2'))
+    assert (b2['decision'], b2['model_decision'], b2['decision_source']) == ('review', 'approve',
+                                                                              'rule:night-high-amount'), b2
+    recs = {r['transaction_id']: r for r in read_decisions(tmp_path/'decisions.db')}
+    assert recs['shadow-1']['decision'] == 'approve'
+    assert recs['shadow-1']['policy']['shadow'] == {'rules_hit': ['shadow-mid-amount-night'], 'decision': 'review'}
+    assert recs['shadow-2']['policy']['rules_hit'] == ['night-high-amount'] and recs['shadow-2']['decision'] == 'review'
+    with sqlite3.connect(tmp_path/'state.db') as c:
+        (alert,), = c.execute("select alert_json from alerts where transaction_id = 'shadow-2'").fetchall()
+    assert json.loads(alert)['policy'] == {'policy_version': v, 'rules_hit': ['night-high-amount'],
+                                           'decision_source': 'rule:night-high-amount'}
