@@ -46,7 +46,7 @@ def field_type(field) -> str|None:
     if field.startswith('metadata.') and META_KEY_RE.fullmatch(field[9:]): return 'metadata'
     return None
 
-# %% ../nbs/18_policy.ipynb #374a92ef
+# %% ../nbs/18_policy.ipynb #3e48c2e8
 def _is_number(v) -> bool:
     "A finite int or float, not a bool"
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
@@ -55,7 +55,8 @@ def _check_value(where, field, ftype, op, value, problems):
     "Type-check the `value` of one comparison"
     ops = NUMERIC_OPS if ftype == 'number' else STRING_OPS
     if op not in ops:
-        problems.append((where, f"operator {op!r} does not apply to {ftype} field {field!r}; use one of {', '.join(ops)}"))
+        problems.append((where, f"operator {op!r} does not apply to {ftype} field {field!r}; "
+                                f"use one of {', '.join(ops)}"))
         return
     want = _is_number if ftype == 'number' else (lambda v: isinstance(v, str))
     if op in ('in', 'not_in'):
@@ -69,7 +70,7 @@ def _check_value(where, field, ftype, op, value, problems):
         bad = [v for v in (value if isinstance(value, list) else [value]) if isinstance(v, str) and v not in DECISIONS]
         if bad: problems.append((where, f"model_decision is one of {', '.join(DECISIONS)}, not {bad[0]!r}"))
 
-# %% ../nbs/18_policy.ipynb #8de3284f
+# %% ../nbs/18_policy.ipynb #6e874bb3
 _NODE_KEYS = {'field': {'field', 'op', 'value'}, 'in_list': {'in_list'}, 'exists': {'exists'}, 'all': {'all'},
               'any': {'any'}, 'not': {'not'}}
 
@@ -104,7 +105,8 @@ def _check_condition(c, where, lists, problems, depth=1, count=None) -> int:
     elif not (isinstance(c[kind], list) and c[kind]):
         problems.append((where, f"syntax: {kind} needs a non-empty array of conditions"))
     else:
-        for i, sub in enumerate(c[kind]): _check_condition(sub, f'{where}.{kind}[{i}]', lists, problems, depth + 1, count)
+        for i, sub in enumerate(c[kind]):
+            _check_condition(sub, f'{where}.{kind}[{i}]', lists, problems, depth + 1, count)
     return count[0]
 
 def _jsonable(c) -> bool:
@@ -113,7 +115,7 @@ def _jsonable(c) -> bool:
     except (TypeError, ValueError): return False
     return True
 
-# %% ../nbs/18_policy.ipynb #c0b199d5
+# %% ../nbs/18_policy.ipynb #096bd9a8
 def _check_lists(lists, problems) -> dict:
     "The well-formed lists of the document (name -> key); problems of the others appended"
     if not isinstance(lists, Mapping):
@@ -126,7 +128,8 @@ def _check_lists(lists, problems) -> dict:
         if not LIST_NAME_RE.fullmatch(str(name)):
             problems.append((where, "a list name is 1-64 characters of A-Z a-z 0-9 _ . -"))
             continue
-        if not isinstance(spec, Mapping) or set(spec) - {'key', 'values', 'description'} or not {'key', 'values'} <= set(spec):
+        keys = set(spec) if isinstance(spec, Mapping) else None
+        if keys is None or keys - {'key', 'values', 'description'} or not {'key', 'values'} <= keys:
             problems.append((where, "must be an object {key, values[, description]}"))
             continue
         if not (isinstance(spec['key'], str) and META_KEY_RE.fullmatch(spec['key'])):
@@ -188,14 +191,15 @@ def check_policy(doc) -> dict:
     if problems: raise PolicyError(problems)
     return doc
 
-# %% ../nbs/18_policy.ipynb #862b9a18
+# %% ../nbs/18_policy.ipynb #c641f96a
 def parse_policy(text:str, name:str='policy') -> dict:
     "Parse and validate a policy from JSON (or YAML, by its leading character) text; `PolicyError` on any problem"
     stripped = text.lstrip()
     if stripped.startswith('{'):
         try: doc = json.loads(text)
         except json.JSONDecodeError as e:
-            raise PolicyError([(name, f"syntax: not valid JSON at line {e.lineno} column {e.colno}: {e.msg}")]) from None
+            where = f"line {e.lineno} column {e.colno}"
+            raise PolicyError([(name, f"syntax: not valid JSON at {where}: {e.msg}")]) from None
     else:
         try: import yaml
         except ImportError:

@@ -66,7 +66,7 @@ def cmd_rollback(a) -> int:
     print(f"policy {a.name}: rolled back to {r['version']} (was {r['previous']}) by {r['by']}")
     return 0
 
-# %% ../nbs/18c_policycli.ipynb #4d830ff9
+# %% ../nbs/18c_policycli.ipynb #702939ca
 def cmd_list(a) -> int:
     "The versions of a policy, who pushed each, the current one marked; then the last log events"
     s = _store(a)
@@ -79,14 +79,16 @@ def cmd_list(a) -> int:
               f"pushed by {v['pushed_by']}" + (f"  {v['reason']}" if v.get('reason') else ''))
     print('log:')
     for e in s.read_log(a.name, limit=a.limit):
-        print(f"  {e['at']}  {e['event']:<8} {e['version']}  by {e['by']}" + (f"  {e['reason']}" if e.get('reason') else ''))
+        why = f"  {e['reason']}" if e.get('reason') else ''
+        print(f"  {e['at']}  {e['event']:<8} {e['version']}  by {e['by']}{why}")
     return 0
 
-# %% ../nbs/18c_policycli.ipynb #d82b3512
+# %% ../nbs/18c_policycli.ipynb #88838841
 def policy_diff(old:dict, new:dict, show:int=5) -> list:
     "Lines describing how `new` differs from `old`: rules by id, then lists by entries"
     lines, ro, rn = [], {r['id']: r for r in old['rules']}, {r['id']: r for r in new['rules']}
-    for rid in rn.keys() - ro.keys(): lines.append(f"+ rule {rid}: {rn[rid]['outcome']} ({rn[rid].get('mode', 'active')})")
+    for rid in rn.keys() - ro.keys():
+        lines.append(f"+ rule {rid}: {rn[rid]['outcome']} ({rn[rid].get('mode', 'active')})")
     for rid in ro.keys() - rn.keys(): lines.append(f"- rule {rid}")
     for rid in ro.keys() & rn.keys():
         changed = [k for k in ('condition', 'outcome', 'mode', 'description') if ro[rid].get(k) != rn[rid].get(k)]
@@ -100,8 +102,8 @@ def policy_diff(old:dict, new:dict, show:int=5) -> list:
         elif n not in ln: lines.append(f"- list {n}")
         elif a != b or lo[n]['key'] != ln[n]['key']:
             add, rem = sorted(b - a), sorted(a - b)
-            lines.append(f"~ list {n}: +{len(add):,} -{len(rem):,} entries" + (f" (+{', '.join(add[:show])})" if add else '')
-                         + (f" (-{', '.join(rem[:show])})" if rem else ''))
+            shown = (f" (+{', '.join(add[:show])})" if add else '') + (f" (-{', '.join(rem[:show])})" if rem else '')
+            lines.append(f"~ list {n}: +{len(add):,} -{len(rem):,} entries{shown}")
     return sorted(lines, key=lambda l: (l[2:6] != 'rule', l))
 
 def cmd_diff(a) -> int:

@@ -42,16 +42,16 @@ def shadow_summary(records, labels:dict|None=None) -> dict:
             'rule_hits': dict(hits), 'label_verdicts': dict(verdicts),
             'by_rule': {k: dict(v) for k, v in by_rule.items()}}
 
-# %% ../nbs/18e_shadow.ipynb #22e030a5
+# %% ../nbs/18e_shadow.ipynb #0f02e368
 def shadow_markdown(s:dict) -> str:
     "The summary as text: agreement, matrix (rows live, columns shadow), label verdicts, per rule"
     if not s['records']: return 'no decision records with shadow rules in this window'
     lines = [f"{s['records']:,} records with shadow rules; shadow agrees with live on {s['agreement']:.2%} "
              f"({s['changed']:,} would change)", '', 'live \\ shadow  ' + '  '.join(f'{d:>8}' for d in DECISIONS)]
     lines += [f"{a:<14} " + '  '.join(f"{s['matrix'][a][b]:>8,}" for b in DECISIONS) for a in DECISIONS]
-    lines += ['', 'changes by label: ' + (', '.join(f'{k} {v:,}' for k, v in sorted(s['label_verdicts'].items())) or 'none')]
-    lines += [f"  rule {rid}: hits {s['rule_hits'].get(rid, 0):,}; " + ', '.join(f'{k} {v:,}' for k, v in sorted(v.items()))
-              for rid, v in sorted(s['by_rule'].items())]
+    counts = lambda c: ', '.join(f'{k} {v:,}' for k, v in sorted(c.items()))
+    lines += ['', 'changes by label: ' + (counts(s['label_verdicts']) or 'none')]
+    for rid, v in sorted(s['by_rule'].items()): lines.append(f"  rule {rid}: hits {s['rule_hits'].get(rid, 0):,}; {counts(v)}")
     return '\n'.join(lines)
 
 # %% ../nbs/18e_shadow.ipynb #2f4a2b3c
