@@ -12,8 +12,8 @@ from .policyeval import CompiledPolicy, no_policy
 from .schema import DECISIONS, FEATURES
 
 # %% auto #0
-__all__ = ['score_frame', 'apply_policy', 'change_matrix', 'rule_changes', 'outcome_metrics', 'paired_bootstrap',
-           'alerts_per_day', 'run_backtest']
+__all__ = ['score_frame', 'decisions_frame', 'apply_policy', 'change_matrix', 'rule_changes', 'outcome_metrics',
+           'paired_bootstrap', 'alerts_per_day', 'run_backtest']
 
 # %% ../nbs/18d_backtest.ipynb #6d079da8
 def score_frame(df:pd.DataFrame, bundle_dir) -> pd.DataFrame:
@@ -24,7 +24,22 @@ def score_frame(df:pd.DataFrame, bundle_dir) -> pd.DataFrame:
     return df.assign(fraud_probability=out['fraud_probability'], model_decision=out['decision'],
                      anomaly_score=a if a is not None else None)
 
-# %% ../nbs/18d_backtest.ipynb #64f19d92
+# %% ../nbs/18d_backtest.ipynb #838b40ad
+def decisions_frame(uri, labels_uri=None, since=None, until=None) -> pd.DataFrame:
+    "Scored traffic of a decision log as the frame `apply_policy` replays, with `Class` from the labels (-1: none)"
+    from fraud_lambda.decisionlog import read_decisions
+    from fraud_lambda.shadow import _labels
+    known = _labels(labels_uri)
+    rows = [{**r['inputs'], 'metadata': r['metadata'], 'transaction_id': r['transaction_id'],
+             'scored_at': r['scored_at'], 'fraud_probability': r['fraud_probability'],
+             'anomaly_score': r['anomaly_score'],
+             'model_decision': (r.get('policy') or {}).get('model_decision') or r['decision'],
+             'Class': {'fraud': 1, 'legitimate': 0}.get(known.get(r['transaction_id']), -1)}
+            for r in read_decisions(uri, since, until) if not r['idempotent_replay']]
+    if not rows: raise ValueError(f"{uri}: no decision records to replay in this window")
+    return pd.DataFrame(rows)
+
+# %% ../nbs/18d_backtest.ipynb #7fddd57f
 def apply_policy(scored:pd.DataFrame, policy:CompiledPolicy|None) -> pd.DataFrame:
     "Per row: final `decision`, `decision_source`, `rules_hit`, `shadow_hit`, `shadow_decision` (policy None: model)"
     cols = [*FEATURES, *(['metadata'] if 'metadata' in scored else [])]
@@ -40,7 +55,7 @@ def apply_policy(scored:pd.DataFrame, policy:CompiledPolicy|None) -> pd.DataFram
                          'shadow_decision': [o.get('shadow', {}).get('decision', o['decision']) for o in out]},
                         index=scored.index)
 
-# %% ../nbs/18d_backtest.ipynb #91cae627
+# %% ../nbs/18d_backtest.ipynb #0cf3d83e
 def change_matrix(before, after) -> pd.DataFrame:
     "Counts of (before, after) decisions, 3 x 3 in approve/review/block order"
     m = pd.crosstab(pd.Series(before, name='against'), pd.Series(after, name='candidate'))
@@ -63,7 +78,7 @@ def rule_changes(before:pd.DataFrame, after:pd.DataFrame, y, policy:CompiledPoli
     return pd.DataFrame(rows, columns=['rule', 'mode', 'outcome', 'matched', 'matched_fraud', 'decided',
                                        'changed_fraud', 'changed_legit'])
 
-# %% ../nbs/18d_backtest.ipynb #d1a7d28b
+# %% ../nbs/18d_backtest.ipynb #11b7fa13
 def _counts(flag, y, amount, w=None) -> dict:
     "Weighted tp, fp, fn, tn, flagged and missed amount"
     w = np.ones(len(y)) if w is None else w
@@ -84,7 +99,7 @@ def outcome_metrics(decision, y, amount, review_cost:float=5.0) -> dict:
     flag, y = np.asarray(decision) != 'approve', np.asarray(y).astype(bool)
     return {k: float(v) for k, v in _metrics(_counts(flag, y, np.asarray(amount, float)), review_cost).items()}
 
-# %% ../nbs/18d_backtest.ipynb #bb97dabf
+# %% ../nbs/18d_backtest.ipynb #9e8ce26e
 def paired_bootstrap(dec_a, dec_b, y, amount, review_cost:float=5.0, n_boot:int=1000, seed:int=0) -> dict:
     "Per metric: the value under a and b, the delta b - a, and its 95% paired-bootstrap interval"
     y, amount = np.asarray(y).astype(bool), np.asarray(amount, float)
@@ -105,16 +120,17 @@ def paired_bootstrap(dec_a, dec_b, y, amount, review_cost:float=5.0, n_boot:int=
                   'ci95': [float(lo), float(hi)]}
     return out
 
-# %% ../nbs/18d_backtest.ipynb #2063922f
+# %% ../nbs/18d_backtest.ipynb #9a679a65
 def alerts_per_day(df:pd.DataFrame, decisions:dict) -> pd.DataFrame:
-    "Flagged transactions per day of `Time` (day 0 = the first 24 h of the window), one column per policy"
-    day = (df['Time'].to_numpy() // 86_400).astype(int)
+    "Flagged transactions per day (UTC date of `scored_at`, else day `Time // 86400` of the window), per policy"
+    day = (df['scored_at'].str[:10].to_numpy() if 'scored_at' in df else (df['Time'].to_numpy() // 86_400).astype(int))
     return pd.DataFrame({name: pd.Series(np.asarray(d) != 'approve').groupby(day).sum()
                          for name, d in decisions.items()}).rename_axis('day')
 
-# %% ../nbs/18d_backtest.ipynb #9e39c504
+# %% ../nbs/18d_backtest.ipynb #34988070
 def run_backtest(candidate, against=None, data_path='', bundle_dir='', out_dir=None, reports_dir=None,
-                 review_cost:float=5.0, n_boot:int=1000, seed:int=0, html:bool=True, log=print) -> Path:
+                 review_cost:float=5.0, n_boot:int=1000, seed:int=0, html:bool=True, decisions:str='',
+                 labels:str='', log=print) -> Path:
     "Run this notebook with papermill into `out_dir` (default `reports/backtest-<time>/`); return the folder"
     from fraud_lambda.report import nbs_dir, new_run_id, run_notebook, to_html
     nbs = nbs_dir()
@@ -124,6 +140,8 @@ def run_backtest(candidate, against=None, data_path='', bundle_dir='', out_dir=N
     ab = lambda p: str(Path(p).resolve()) if p else ''
     params = {'candidate': ab(candidate), 'against': ab(against), 'data_path': ab(data_path),
               'bundle_dir': ab(bundle_dir), 'review_cost': review_cost, 'n_boot': n_boot, 'seed': seed,
+              'decisions': decisions if '://' in str(decisions) else ab(decisions),
+              'labels': labels if '://' in str(labels) else ab(labels),
               'out_dir': str(out)}
     log(f"backtest: running 18d_backtest.ipynb into {out}")
     secs = run_notebook(nbs/'18d_backtest.ipynb', out/'18d_backtest.ipynb', params, cwd=nbs)

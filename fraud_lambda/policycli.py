@@ -112,7 +112,7 @@ def cmd_diff(a) -> int:
     print('\n'.join(lines) if lines else 'no differences')
     return 1 if lines else 0
 
-# %% ../nbs/18c_policycli.ipynb #aa705ce8
+# %% ../nbs/18c_policycli.ipynb #71bc0e92
 def cmd_backtest(a) -> int:
     "Backtest a candidate policy against another (default: none) on the time-ordered holdout; a papermill report"
     from pathlib import Path
@@ -128,15 +128,17 @@ def cmd_backtest(a) -> int:
             paths[role] = out/f'{role}-{ref}.json'
             paths[role].write_text(json.dumps(_doc(ref, a), indent=1))
     bundle = a.bundle
-    if not bundle:
+    if not bundle and a.data == 'holdout':
         from fraud_lambda.store import open_store
         bundle = str(open_store(a.store).pull(a.name))
     data = a.data_file
     if not data:
         from fraud_lambda.data import DATASET_FILE, default_data_dir
         data = str(default_data_dir()/DATASET_FILE)
-    run_backtest(paths['candidate'], paths.get('against'), data, bundle, out, review_cost=a.review_cost,
-                 n_boot=a.n_boot, html=not a.no_html)
+    decisions = '' if a.data == 'holdout' else a.data
+    run_backtest(paths['candidate'], paths.get('against'), data if not decisions else '', bundle, out,
+                 review_cost=a.review_cost, n_boot=a.n_boot, html=not a.no_html, decisions=decisions,
+                 labels=a.labels or '')
     return 0
 
 def _add_backtest(ps):
@@ -144,8 +146,10 @@ def _add_backtest(ps):
     b = ps.add_parser('backtest', help='what CANDIDATE would have done on the holdout, against --against (or none)')
     b.add_argument('candidate', help='policy file, version in the store, or current')
     b.add_argument('--against', help='policy file, version or current (default: none, the model alone)')
-    b.add_argument('--data', choices=['holdout'], default='holdout',
-                   help='holdout: the last 20%% by Time of --data-file (a decision-log replay is not built yet)')
+    b.add_argument('--data', default='holdout',
+                   help='holdout (the last 20%% by Time of --data-file), or a decision log to replay: '
+                        'decisions.db, an S3-layout folder or s3://...')
+    b.add_argument('--labels', help='with a decision log: labels.db, dynamodb://TABLE or a labels CSV')
     b.add_argument('--data-file', help='labelled transactions CSV (default: the fetched dataset)')
     b.add_argument('--bundle', help="model bundle directory (default: the store's champion)")
     b.add_argument('--review-cost', type=float, default=5.0)
