@@ -174,7 +174,11 @@ DECISION_JSON_SCHEMA = {
                        'rules_hit': {'type': 'array', 'items': {'type': 'string'}},
                        'shadow': {'type': 'object', 'properties': {
                            'rules_hit': {'type': 'array', 'items': {'type': 'string'}},
-                           'decision': {'enum': list(DECISIONS)}}}}}}}
+                           'decision': {'enum': list(DECISIONS)},
+                           'model': {'type': 'object', 'description': 'the shadow model (challenger), if any',
+                                     'properties': {'model_version': {'type': 'string'},
+                                                    'decision': {'enum': list(DECISIONS)},
+                                                    'fraud_probability': {'type': 'number'}}}}}}}}}
 
 # %% ../nbs/10h_decisions.ipynb #fb190e16
 def decision_schema_json() -> str:

@@ -38,7 +38,7 @@ class ModelHolder:
         self.scorer, self.error, self.loaded_at = None, None, None
         self._next_try = self._next_check = 0.0
         self._lock, self._store = threading.Lock(), None
-        self.policy, self.policy_error = None, None
+        self.policy, self.policy_error, self.challenger = None, None, None
 
 # %% ../nbs/11_holder.ipynb #3af147c7
 @patch
@@ -75,6 +75,20 @@ def _install(self:ModelHolder, scorer):
     self._next_check = self.clock() + self.settings.refresh_s
     if self.log: self.log.info('model loaded', extra={'model_version': scorer.version})
 
+# %% ../nbs/11_holder.ipynb #10da2b43
+@patch
+def _load_challenger(self:ModelHolder, version):
+    "Pull and compile the policy's shadow model (None: no challenger); on failure say so, the policy stays live"
+    if version is None:
+        self.challenger = None
+        return
+    if self.challenger is not None and self.challenger.version == version: return
+    try: self.challenger = self._pull(version)
+    except LOAD_ERRORS as e:
+        self.challenger = None
+        self.policy_error = redact(f"shadow model {version} not loaded ({type(e).__name__}: "
+                                   f"{str(e).splitlines()[0][:200]}); the policy serves without it")
+
 # %% ../nbs/11_holder.ipynb #44da1bbb
 @patch
 def refresh_policy(self:ModelHolder):
@@ -84,14 +98,16 @@ def refresh_policy(self:ModelHolder):
         policies = PolicyStore(self.store().backend)
         pointer = policies.current(name)
         if pointer is None:
-            self.policy, self.policy_error = None, None
+            self.policy, self.policy_error, self.challenger = None, None, None
             return
         version = pointer['version']
         if self.policy is not None and self.policy.version == version:
             self.policy_error = None
+            self._load_challenger(self.policy.doc.get('shadow_model'))
             return
         loaded, doc = policies.load_current(name)
         self.policy, self.policy_error = CompiledPolicy(doc, loaded), None
+        self._load_challenger(doc.get('shadow_model'))
         if self.log: self.log.info('policy loaded', extra={'policy_version': loaded})
     except LOAD_ERRORS as e:
         keeping = self.policy.version if self.policy is not None else 'none (the model decides alone)'

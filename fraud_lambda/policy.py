@@ -11,10 +11,11 @@ from .schema import DECISIONS, FEATURES
 
 # %% auto #0
 __all__ = ['POLICY_SCHEMA_VERSION', 'OUTCOMES', 'MODES', 'SEVERITY', 'NUMERIC_FIELDS', 'STRING_FIELDS', 'NUMERIC_OPS',
-           'STRING_OPS', 'LIMITS', 'RULE_ID_RE', 'LIST_NAME_RE', 'META_KEY_RE', 'POLICY_JSON_SCHEMA', 'PolicyError',
-           'field_type', 'check_policy', 'parse_policy', 'read_policy', 'canonical_json', 'policy_schema_json']
+           'STRING_OPS', 'LIMITS', 'RULE_ID_RE', 'LIST_NAME_RE', 'META_KEY_RE', 'MODEL_VERSION_RE',
+           'POLICY_JSON_SCHEMA', 'PolicyError', 'field_type', 'check_policy', 'parse_policy', 'read_policy',
+           'canonical_json', 'policy_schema_json']
 
-# %% ../nbs/18_policy.ipynb #a1b82995
+# %% ../nbs/18_policy.ipynb #ffd4e50b
 POLICY_SCHEMA_VERSION = 1
 OUTCOMES = DECISIONS
 MODES = ('active', 'shadow')
@@ -28,6 +29,7 @@ LIMITS = {'rules': 500, 'lists': 50, 'list_entries': 5_000_000, 'depth': 8, 'nod
 RULE_ID_RE = re.compile(r'[A-Za-z0-9][A-Za-z0-9_.-]{0,63}')
 LIST_NAME_RE = RULE_ID_RE
 META_KEY_RE = re.compile(r'[A-Za-z0-9_.-]{1,64}')
+MODEL_VERSION_RE = re.compile(r'[A-Za-z0-9][A-Za-z0-9._-]{0,127}')
 
 class PolicyError(ValueError):
     "A policy that does not fit the schema; `problems` lists every (where, message), the message names the rule"
@@ -172,15 +174,18 @@ def _check_rule(i, r, lists, seen, problems):
         n = _check_condition(r['condition'], f'{where}: condition', lists, problems)
         if n > LIMITS['nodes']: problems.append((where, f"condition has {n} nodes; at most {LIMITS['nodes']}"))
 
-# %% ../nbs/18_policy.ipynb #90717993
+# %% ../nbs/18_policy.ipynb #8c3d193c
 def check_policy(doc) -> dict:
     "`doc` if it is a valid policy document, else `PolicyError` listing every problem by rule id"
     if not isinstance(doc, Mapping): raise PolicyError([('policy', f"must be a JSON object, got {type(doc).__name__}")])
     problems = []
     if doc.get('schema_version') != POLICY_SCHEMA_VERSION:
         problems.append(('schema_version', f"must be {POLICY_SCHEMA_VERSION}, got {doc.get('schema_version')!r:.20}"))
-    extra = sorted(set(doc) - {'schema_version', 'description', 'lists', 'rules'})
+    extra = sorted(set(doc) - {'schema_version', 'description', 'lists', 'rules', 'shadow_model'})
     if extra: problems.append(('policy', f"unknown key(s) {', '.join(extra)}"))
+    sm = doc.get('shadow_model')
+    if sm is not None and not (isinstance(sm, str) and MODEL_VERSION_RE.fullmatch(sm)):
+        problems.append(('shadow_model', f"must be a model version id (A-Z a-z 0-9 . _ -), got {sm!r:.60}"))
     lists = _check_lists(doc.get('lists', {}), problems)
     rules = doc.get('rules')
     if not isinstance(rules, list) or len(rules) > LIMITS['rules']:
@@ -221,7 +226,7 @@ def canonical_json(doc:dict) -> bytes:
     "The policy as the bytes the store keeps: sorted keys, compact, so equal policies hash equally"
     return json.dumps(doc, sort_keys=True, separators=(',', ':'), allow_nan=False).encode()
 
-# %% ../nbs/18_policy.ipynb #17e32776
+# %% ../nbs/18_policy.ipynb #b3f74d4d
 _NUMS = {'type': 'number'}
 _CMP = {'type': 'object', 'required': ['field', 'op', 'value'], 'additionalProperties': False,
         'properties': {'field': {'type': 'string', 'anyOf': [{'enum': list(NUMERIC_FIELDS + STRING_FIELDS)},
@@ -236,6 +241,8 @@ POLICY_JSON_SCHEMA = {
     'additionalProperties': False,
     'properties': {
         'schema_version': {'const': POLICY_SCHEMA_VERSION}, 'description': {'type': 'string'},
+        'shadow_model': {'type': 'string', 'pattern': r'^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$',
+                         'description': 'a model version scored in shadow beside the champion'},
         'lists': {'type': 'object', 'maxProperties': LIMITS['lists'],
                   'propertyNames': {'pattern': r'^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$'},
                   'additionalProperties': {

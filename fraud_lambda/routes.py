@@ -182,10 +182,16 @@ def _log_decision(svc:Service, scorer:Scorer, payload:dict, body:dict, source:st
 
 # %% ../nbs/11b_routes.ipynb #1fabfc68
 def _policy_verdict(svc:Service, payload:dict, score) -> dict:
-    "The loaded policy's verdict on a scored transaction (`18a_policyeval`); the model's own without a policy"
-    policy = svc.holder.policy
-    if policy is None: return no_policy(score.decision)
-    return policy.evaluate(payload, score.fraud_probability, score.decision, score.anomaly_score)
+    "The loaded policy's verdict on a scored transaction (`18a_policyeval`), with the shadow model's score if any"
+    policy, challenger = svc.holder.policy, svc.holder.challenger
+    verdict = policy.evaluate(payload, score.fraud_probability, score.decision, score.anomaly_score) if policy \
+        else no_policy(score.decision)
+    if challenger is not None:
+        s = challenger.score_one(payload)
+        shadow = verdict.get('shadow') or {'rules_hit': [], 'decision': verdict['decision']}
+        verdict['shadow'] = {**shadow, 'model': {'model_version': s.model_version, 'decision': s.decision,
+                                                 'fraud_probability': s.fraud_probability}}
+    return verdict
 
 # %% ../nbs/11b_routes.ipynb #3dad4266
 def _score(svc:Service, scorer:Scorer, tx:BaseModel, source:str='single', pending:list|None=None) -> tuple[int, dict]:

@@ -9,9 +9,9 @@ from collections import Counter
 from .schema import DECISIONS
 
 # %% auto #0
-__all__ = ['shadow_summary', 'shadow_markdown', 'shadow_command', 'add_shadow_commands']
+__all__ = ['shadow_summary', 'challenger_summary', 'shadow_markdown', 'shadow_command', 'add_shadow_commands']
 
-# %% ../nbs/18e_shadow.ipynb #c04b77d4
+# %% ../nbs/18e_shadow.ipynb #f6438690
 def _verdict(live:str, shadow:str, label:str|None) -> str:
     "What a label says about one changed decision: a confirmed catch, a false alarm, a confirmed clearance, a miss"
     if label is None: return 'unlabelled'
@@ -42,6 +42,29 @@ def shadow_summary(records, labels:dict|None=None) -> dict:
             'rule_hits': dict(hits), 'label_verdicts': dict(verdicts),
             'by_rule': {k: dict(v) for k, v in by_rule.items()}}
 
+def challenger_summary(records, labels:dict|None=None) -> dict:
+    "The shadow model against the champion's own decision: agreement, change matrix, label verdicts, per version"
+    labels = labels or {}
+    out = {}
+    for r in records:
+        p = r.get('policy') or {}
+        m = (p.get('shadow') or {}).get('model')
+        if not m or r.get('idempotent_replay'): continue
+        s = out.setdefault(m['model_version'], {'records': 0, 'matrix': Counter(), 'label_verdicts': Counter()})
+        champion = p.get('model_decision') or r['decision']
+        s['records'] += 1
+        s['matrix'][(champion, m['decision'])] += 1
+        if champion != m['decision']:
+            lab = labels.get(r['transaction_id'])
+            lab = lab['label'] if isinstance(lab, dict) else lab
+            s['label_verdicts'][_verdict(champion, m['decision'], lab)] += 1
+    for s in out.values():
+        agree = sum(c for (a, b), c in s['matrix'].items() if a == b)
+        s['agreement'] = agree / s['records']
+        s['matrix'] = {a: {b: s['matrix'][(a, b)] for b in DECISIONS} for a in DECISIONS}
+        s['label_verdicts'] = dict(s['label_verdicts'])
+    return out
+
 # %% ../nbs/18e_shadow.ipynb #0f02e368
 def shadow_markdown(s:dict) -> str:
     "The summary as text: agreement, matrix (rows live, columns shadow), label verdicts, per rule"
@@ -54,7 +77,7 @@ def shadow_markdown(s:dict) -> str:
     for rid, v in sorted(s['by_rule'].items()): lines.append(f"  rule {rid}: hits {s['rule_hits'].get(rid, 0):,}; {counts(v)}")
     return '\n'.join(lines)
 
-# %% ../nbs/18e_shadow.ipynb #2f4a2b3c
+# %% ../nbs/18e_shadow.ipynb #6bfd221a
 def _labels(uri) -> dict:
     "{transaction_id: label} from a label store (labels.db, dynamodb://TABLE) or a labels CSV"
     if not uri: return {}
@@ -67,8 +90,15 @@ def shadow_command(a) -> int:
     "`fraud-lambda shadow report`: the summary of the decision log's shadow outcomes (JSON with --json)"
     from fraud_lambda.decisionlog import read_decisions
     from fraud_lambda.decisionsql import log_uri
-    s = shadow_summary(read_decisions(log_uri(a.log), a.since, a.until), _labels(a.labels))
-    print(json.dumps(s, indent=1) if a.json else shadow_markdown(s))
+    records, labels = list(read_decisions(log_uri(a.log), a.since, a.until)), _labels(a.labels)
+    s, ch = shadow_summary(records, labels), challenger_summary(records, labels)
+    if a.json: print(json.dumps({**s, 'shadow_models': ch}, indent=1))
+    else:
+        print(shadow_markdown(s))
+        for v, c in ch.items():
+            verdicts = ', '.join(f'{k} {n:,}' for k, n in sorted(c['label_verdicts'].items())) or 'none'
+            print(f"shadow model {v}: {c['records']:,} records, agrees with the champion on {c['agreement']:.2%}; "
+                  f"changes by label: {verdicts}")
     return 0
 
 def add_shadow_commands(sub):

@@ -127,3 +127,31 @@ def test_shadow_rules_never_change_the_response_and_land_in_the_record(tmp_path)
         (alert,), = c.execute("select alert_json from alerts where transaction_id = 'shadow-2'").fetchall()
     assert json.loads(alert)['policy'] == {'policy_version': v, 'rules_hit': ['night-high-amount'],
                                            'decision_source': 'rule:night-high-amount'}
+
+
+def test_shadow_model_scores_beside_the_champion_and_only_the_record_sees_it(tmp_path):
+    "A policy naming a shadow_model: the challenger scores each request; the response is the champion's"
+    from fraud_lambda import handler as H
+    from fraud_lambda.decisionlog import read_decisions
+    from fraud_lambda.shadow import challenger_summary
+    from handler_support import call, with_body
+    store = open_store(tmp_path/'store')
+    champion = store.publish('fraud', make_bundle(tmp_path/'b1'), promote=True)['version']
+    challenger = store.publish('fraud', make_bundle(tmp_path/'b2', seed=1))['version']
+    doc = {**read_policy(EXAMPLES/'deny_list.json'), 'shadow_model': challenger}
+    ps = open_policy_store(tmp_path/'store')
+    ps.promote('fraud', ps.push('fraud', doc, actor='analyst')['version'], actor='approver')
+    svc = H.init(local_env(tmp_path, tmp_path/'store'))
+    assert svc.holder.challenger.version == challenger and svc.holder.policy_error is None
+    e = load_event('rest_score_fraud')
+    s, _, b = call(H.handler, with_body(e, event_body(e), tid='ch-1'))
+    assert s == 200 and b['model_version'] == champion and 'shadow' not in b, b
+    rec, = [r for r in read_decisions(tmp_path/'decisions.db') if r['transaction_id'] == 'ch-1']
+    m = rec['policy']['shadow']['model']
+    assert m['model_version'] == challenger and m['decision'] in ('approve', 'review', 'block'), m
+    assert challenger_summary([rec])[challenger]['records'] == 1
+    # a shadow model that cannot be pulled: the policy stays live, /health says why
+    ps.promote('fraud', ps.push('fraud', {**doc, 'shadow_model': 'no-such-version'}, actor='a')['version'], actor='b')
+    svc.holder.refresh_policy()
+    assert svc.holder.challenger is None and svc.holder.policy is not None
+    assert svc.holder.policy_error.startswith('shadow model no-such-version not loaded'), svc.holder.policy_error
