@@ -128,6 +128,19 @@ def resolve_run(run_dir=None, reports_dir='reports') -> Path:
                                 "report)")
     return run
 
+# %% ../nbs/21d_bench.ipynb #ee501f87
+def _shadow_inputs(run_dir, reports_dir, data, work_dir, log) -> dict:
+    "The bundle and holdout rows of the report run for the shadow-model A/B, or {} when there is no usable run"
+    try:
+        run = resolve_run(run_dir, reports_dir)
+        X = holdout_rows(data if data is not None else _run_data(run))
+    except FileNotFoundError as e:
+        log(f"bench policy: no shadow-model figures ({e})")
+        return {}
+    from fraud_lambda.convert import bundle_from_run
+    work = Path(tempfile.mkdtemp(prefix='fraud-lambda-bench-policy-', dir=work_dir))
+    return {'bundle_dir': bundle_from_run(run, work/'bundle'), 'X': X}
+
 # %% ../nbs/21d_bench.ipynb #10dddd9d
 def run_label(run) -> str:
     "The chosen model of a run, its calibration and the run id, for the tables"
@@ -191,8 +204,8 @@ def run_all(run_dir=None, out_dir='reports/bench', data=None, duration_s:float=3
     bad = [s for s in sections if s not in SECTIONS]
     if bad: raise ValueError(f"unknown section(s) {', '.join(bad)}; choose from {', '.join(SECTIONS)}")
     out, res = Path(out_dir), Path(out_dir)/'results.json'
-    if 'policy' in sections:   # needs no report run: the policy layer is timed on its own
-        doc = run_policy_bench(res, log)
+    if 'policy' in sections:   # the evaluator needs no report run; the shadow-model A/B uses its bundle if there is one
+        doc = run_policy_bench(res, log, **_shadow_inputs(run_dir, reports_dir, data, work_dir, log))
         (out/'results.md').write_text(bench_markdown(doc))
         sections = tuple(s for s in sections if s != 'policy')
         if not sections: return doc
