@@ -62,10 +62,11 @@ export: venv
 	$(BIN)/nbdev_clean
 	$(BIN)/python .ci/nb2readme.py nbs/index.ipynb README.md
 	mkdir -p api && $(BIN)/python -c 'from fraud_lambda.decisions import decision_schema_json as s; open("api/decision-record.schema.json", "w").write(s())'
+	$(BIN)/python -c 'from fraud_lambda.policy import policy_schema_json as s; open("api/policy.schema.json", "w").write(s())'
 
 # CI fails when export, clean, the README render or the decision-record schema would change a tracked (or add an untracked) file
 check-clean: export
-	@changed="$$(git diff --name-only -- fraud_lambda nbs README.md api/decision-record.schema.json; git ls-files --others --exclude-standard -- fraud_lambda nbs README.md api/decision-record.schema.json)"; \
+	@changed="$$(git diff --name-only -- fraud_lambda nbs README.md api/decision-record.schema.json api/policy.schema.json; git ls-files --others --exclude-standard -- fraud_lambda nbs README.md api/decision-record.schema.json api/policy.schema.json)"; \
 	if [ -n "$$changed" ]; then echo "nbdev_export/nbdev_clean/README render changed these files; run 'make export' and commit them:"; echo "$$changed"; git --no-pager diff --stat -- fraud_lambda nbs README.md; exit 1; fi; \
 	echo "notebooks exported, clean and README current"
 
