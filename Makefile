@@ -6,9 +6,10 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 DATA ?=
 DATA_FILE ?= data/creditcard.csv
+CHROMIUM ?= /usr/bin/chromium
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 
-.PHONY: venv data demo loop report serve test check-clean nbtest pytest bench lab export clean-venv checkov-venv
+.PHONY: venv data demo loop report serve test check-clean nbtest pytest bench lab export clean-venv checkov-venv chromium
 
 venv: $(INSTALLED)
 
@@ -61,18 +62,27 @@ export: venv
 	$(BIN)/nbdev_clean
 	$(BIN)/python .ci/nb2readme.py nbs/index.ipynb README.md
 	mkdir -p api && $(BIN)/python -c 'from fraud_lambda.decisions import decision_schema_json as s; open("api/decision-record.schema.json", "w").write(s())'
+	$(BIN)/python -c 'from fraud_lambda.policy import policy_schema_json as s; open("api/policy.schema.json", "w").write(s())'
 
 # CI fails when export, clean, the README render or the decision-record schema would change a tracked (or add an untracked) file
 check-clean: export
-	@changed="$$(git diff --name-only -- fraud_lambda nbs README.md api/decision-record.schema.json; git ls-files --others --exclude-standard -- fraud_lambda nbs README.md api/decision-record.schema.json)"; \
+	@changed="$$(git diff --name-only -- fraud_lambda nbs README.md api/decision-record.schema.json api/policy.schema.json; git ls-files --others --exclude-standard -- fraud_lambda nbs README.md api/decision-record.schema.json api/policy.schema.json)"; \
 	if [ -n "$$changed" ]; then echo "nbdev_export/nbdev_clean/README render changed these files; run 'make export' and commit them:"; echo "$$changed"; git --no-pager diff --stat -- fraud_lambda nbs README.md; exit 1; fi; \
 	echo "notebooks exported, clean and README current"
 
 nbtest: venv
 	$(BIN)/nbdev_test --n_workers 2 --timing
 
-pytest: venv node_modules/.installed checkov-venv
-	CHECKOV=$(CHECKOV) $(BIN)/python -m pytest tests/ -q
+pytest: venv node_modules/.installed checkov-venv $(CHROMIUM)
+	CHECKOV=$(CHECKOV) CHROMIUM=$(CHROMIUM) $(BIN)/python -m pytest tests/ -q
+
+# Chromium for tests/test_review_browser.py: Debian's package, driven by Playwright (pinned in the dev extra) through
+# executable_path, since Playwright cannot download its own browser here; installed only when it is missing
+chromium: $(CHROMIUM)
+
+$(CHROMIUM):
+	$$([ "$$(id -u)" = 0 ] || echo sudo) apt-get update -qq
+	$$([ "$$(id -u)" = 0 ] || echo sudo) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver
 
 test: check-clean nbtest pytest docs-check
 

@@ -116,6 +116,7 @@ class Alert:
     model_version: str
     metadata: dict
     created_at: str
+    policy: dict | None = None   # policy_version, rules_hit, decision_source when a policy decided (18a)
 
     @property
     def idempotency_key(self) -> str: return f'{self.transaction_id}#{self.decision}'
@@ -123,12 +124,25 @@ class Alert:
         return {'transaction_id': self.transaction_id, 'fraud_probability': self.fraud_probability,
                 'decision': self.decision, 'reasons': [dict(r) for r in self.reasons],
                 'model_version': self.model_version, 'metadata': dict(self.metadata), 'created_at': self.created_at,
-                'idempotency_key': self.idempotency_key}
+                'idempotency_key': self.idempotency_key, **({'policy': dict(self.policy)} if self.policy else {})}
     def to_json(self) -> str: return compact_json(self.to_dict())
+
+# %% ../nbs/10b_alerts.ipynb #4d97cb9e
+def _check_policy(policy) -> dict|None:
+    "None, or the policy fields of an alert: policy_version (string or null), rules_hit (ids), decision_source"
+    if policy is None: return None
+    ok = (isinstance(policy, Mapping) and set(policy) == {'policy_version', 'rules_hit', 'decision_source'}
+          and (policy['policy_version'] is None or isinstance(policy['policy_version'], str))
+          and isinstance(policy['rules_hit'], (list, tuple)) and all(isinstance(r, str) for r in policy['rules_hit'])
+          and isinstance(policy['decision_source'], str))
+    if not ok:
+        raise AlertError(f"policy must be null or {{policy_version, rules_hit, decision_source}}, got {policy!r:.80}")
+    return {'policy_version': policy['policy_version'], 'rules_hit': list(policy['rules_hit']),
+            'decision_source': policy['decision_source']}
 
 # %% ../nbs/10b_alerts.ipynb #0972b988
 def make_alert(transaction_id:str, fraud_probability:float, decision:str, model_version:str, reasons=(),
-               metadata:dict|None=None, created_at=None) -> Alert:
+               metadata:dict|None=None, created_at=None, policy:dict|None=None) -> Alert:
     "Validate the fields and build an `Alert`; raises `AlertError` naming the bad field"
     if decision not in FLAGGED_DECISIONS:
         raise AlertError(f"decision must be one of {FLAGGED_DECISIONS} for an alert, got {decision!r:.40}")
@@ -136,7 +150,7 @@ def make_alert(transaction_id:str, fraud_probability:float, decision:str, model_
     except SchemaError as e: raise AlertError(str(e)) from None
     a = Alert(check_id(transaction_id, 'transaction_id'), check_probability(fraud_probability), decision,
               _check_reasons(reasons), check_id(model_version, 'model_version'), metadata,
-              _check_created_at(created_at))
+              _check_created_at(created_at), _check_policy(policy))
     n = len(a.to_json().encode())
     if n > MAX_ALERT_BYTES:
         raise AlertError(f"alert {a.idempotency_key} is {n:,} bytes as JSON; at most {MAX_ALERT_BYTES:,} are allowed")
@@ -148,7 +162,7 @@ def alert_from_dict(d:Mapping) -> Alert:
     if not isinstance(d, Mapping): raise AlertError(f"an alert must be a JSON object, got {type(d).__name__}")
     try:
         a = make_alert(d['transaction_id'], d['fraud_probability'], d['decision'], d['model_version'],
-                       d.get('reasons', ()), d.get('metadata'), d['created_at'])
+                       d.get('reasons', ()), d.get('metadata'), d['created_at'], d.get('policy'))
     except KeyError as e: raise AlertError(f"alert lacks the field {e.args[0]!r}") from None
     if d.get('idempotency_key', a.idempotency_key) != a.idempotency_key:
         raise AlertError(f"alert idempotency_key {d['idempotency_key']!r:.80} does not match "

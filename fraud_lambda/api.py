@@ -67,6 +67,10 @@ class ScoreResponse(BaseModel):
     latency_ms: float
     anomaly_score: float | None = None
     idempotent_replay: bool = False
+    model_decision: Literal['approve', 'review', 'block'] | None = Field(None, description="The model's own decision")
+    policy_version: str | None = Field(None, description='The policy that decided (null: none loaded)')
+    rules_hit: list[str] = Field([], description='Ids of the active policy rules that matched')
+    decision_source: str = Field('model', description='What set `decision`: model, rule:<id> or list:<name>')
 
 # %% ../nbs/11a_api.ipynb #6dd75885
 class BatchItem(BaseModel):
@@ -186,6 +190,8 @@ class HealthResponse(BaseModel):
     model_version: str | None
     loaded_at: str | None
     reason: str | None
+    policy_version: str | None = None
+    policy_error: str | None = None
 
 class ModelInfo(BaseModel):
     model_name: str

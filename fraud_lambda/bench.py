@@ -12,6 +12,8 @@ from .bench_handler import handler_latency, handler_markdown
 from .bench_http import http_load, http_markdown
 from .bench_package import package_bench, package_markdown
 from .bench_batch import batch_file_bench, batch_markdown
+from .bench_review import review_bench, review_markdown
+from .bench_policy import policy_markdown, policy_targets, run_policy_bench
 
 # %% auto #0
 __all__ = ['SECTIONS', 'bench_markdown', 'targets_markdown', 'resolve_run', 'run_label', 'run_all']
@@ -20,13 +22,15 @@ __all__ = ['SECTIONS', 'bench_markdown', 'targets_markdown', 'resolve_run', 'run
 _SHOWN = (('scoring', 'Scoring: numpy scorer against scikit-learn', 'single_p50_ms'),
           ('handler', 'The Lambda handler, in-process', 'stages_p50_ms'),
           ('http', 'The local API under HTTP load', 'trials'), ('package', 'The Lambda package', 'zip_mb'),
-          ('batch_file', 'Batch file scoring: fraud-lambda score against the library', 'rows_per_s'))
+          ('batch_file', 'Batch file scoring: fraud-lambda score against the library', 'rows_per_s'),
+          ('review', 'The review queue page', 'http'),
+          ('policy', 'Policy evaluation: 50 rules, two lists of 1,000,000', 'eval_p50_us'))
 
 def bench_markdown(doc:dict) -> str:
     "`results.md`: a short table per section present (and complete) in `doc`"
     render = {'scoring': lambda s: results_markdown({**s, 'footprint_mb': doc.get('footprint_mb', {})}),
               'handler': handler_markdown, 'http': http_markdown, 'package': package_markdown,
-              'batch_file': batch_markdown}
+              'batch_file': batch_markdown, 'review': review_markdown, 'policy': policy_markdown}
     parts = ['# fraud-lambda benchmarks', 'Medians (p50) and p99 of one run per section on the machine named; '
              'reproduce with `make bench` (`fraud-lambda bench`).']
     for key, title, needs in _SHOWN:
@@ -108,10 +112,11 @@ def targets_markdown(doc:dict) -> str:
     "One table of every benchmark target: ours, scikit-learn or the original design, the target, met or not"
     rows = ['| measure | fraud-lambda | scikit-learn / original design | target | met |', '|---|---|---|---|---|']
     if 'single_p50_ms' in doc.get('scoring', {}): rows += _scoring_targets(doc['scoring'], doc.get('footprint_mb', {}))
+    rows += policy_targets(doc['policy']) if 'eval_p50_us' in doc.get('policy', {}) else []
     return '\n'.join(rows + _serving_targets(doc))
 
 # %% ../nbs/21d_bench.ipynb #14b23b81
-SECTIONS = ('scoring', 'handler', 'http', 'package', 'batch_file')
+SECTIONS = ('scoring', 'handler', 'http', 'package', 'batch_file', 'review', 'policy')
 
 def resolve_run(run_dir=None, reports_dir='reports') -> Path:
     "The report run folder: `run_dir`, or the one `reports_dir/latest` names when `run_dir` is None or 'latest'"
@@ -124,6 +129,19 @@ def resolve_run(run_dir=None, reports_dir='reports') -> Path:
         raise FileNotFoundError(f"{run}: no {', '.join(missing)}; expected a completed report run (fraud-lambda "
                                 "report)")
     return run
+
+# %% ../nbs/21d_bench.ipynb #ee501f87
+def _shadow_inputs(run_dir, reports_dir, data, work_dir, log) -> dict:
+    "The bundle and holdout rows of the report run for the shadow-model A/B, or {} when there is no usable run"
+    try:
+        run = resolve_run(run_dir, reports_dir)
+        X = holdout_rows(data if data is not None else _run_data(run))
+    except FileNotFoundError as e:
+        log(f"bench policy: no shadow-model figures ({e})")
+        return {}
+    from fraud_lambda.convert import bundle_from_run
+    work = Path(tempfile.mkdtemp(prefix='fraud-lambda-bench-policy-', dir=work_dir))
+    return {'bundle_dir': bundle_from_run(run, work/'bundle'), 'X': X}
 
 # %% ../nbs/21d_bench.ipynb #10dddd9d
 def run_label(run) -> str:
@@ -174,6 +192,7 @@ def _run_section(name, run, X, res, out, label, bundle, work, o:dict) -> dict:
     if name == 'handler': figures = handler_latency(bundle, X, o['n_single'], o['warmup'], work/'handler')
     elif name == 'http':
         figures = http_load(bundle, X, o['duration_s'], o['connections'], o['threads'], work/'http', o['http_tool'])
+    elif name == 'review': figures = review_bench(work/'review')
     elif name == 'batch_file':
         figures = batch_file_bench(bundle, run/'models'/'chosen.joblib', X, work/'batch')
     else:
@@ -187,15 +206,22 @@ def run_all(run_dir=None, out_dir='reports/bench', data=None, duration_s:float=3
     "Run the benchmark sections on the models of a report run; merge into `out_dir/results.json`, write `results.md`"
     bad = [s for s in sections if s not in SECTIONS]
     if bad: raise ValueError(f"unknown section(s) {', '.join(bad)}; choose from {', '.join(SECTIONS)}")
-    run = resolve_run(run_dir, reports_dir)
-    label = run_label(run)
-    X = holdout_rows(data if data is not None else _run_data(run))
+    out, res = Path(out_dir), Path(out_dir)/'results.json'
+    if 'policy' in sections:   # the evaluator needs no report run; the shadow-model A/B uses its bundle if there is one
+        doc = run_policy_bench(res, log, **_shadow_inputs(run_dir, reports_dir, data, work_dir, log))
+        (out/'results.md').write_text(bench_markdown(doc))
+        sections = tuple(s for s in sections if s != 'policy')
+        if not sections: return doc
+    model_free = all(s == 'review' for s in sections)       # the review page scores nothing: no run needed
+    run = None if model_free else resolve_run(run_dir, reports_dir)
+    label = 'none (the review page scores nothing)' if model_free else run_label(run)
+    X = [] if model_free else holdout_rows(data if data is not None else _run_data(run))
     if work_dir: Path(work_dir).mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix='fraud-lambda-bench-', dir=work_dir))
     out = Path(out_dir)
     res = out/'results.json'
     from fraud_lambda.convert import bundle_from_run
-    bundle = bundle_from_run(run, work/'bundle')
+    bundle = None if model_free else bundle_from_run(run, work/'bundle')
     doc = json.loads(res.read_text()) if res.exists() else {}
     opts = dict(n_single=n_single, warmup=warmup, cold_runs=cold_runs, duration_s=duration_s, connections=connections,
                 threads=threads, http_tool=http_tool, seed_package=seed_package, clean_runs=clean_runs)

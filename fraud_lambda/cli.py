@@ -544,8 +544,14 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 # %% ../nbs/20_cli.ipynb #c8072baf
+def _add_review(sub):
+    from fraud_lambda.reviewcli import add_review_commands
+    return add_review_commands(sub)
+def _add_policy(sub):
+    from fraud_lambda.policycli import add_policy_commands
+    return add_policy_commands(sub)
 _ADDERS = [_add_data, _add_report, _add_model, _add_alerts, _add_publish, _add_serve, _add_retrain, _add_decisions,
-           _add_deploy, _add_bench, _add_score]
+           _add_deploy, _add_bench, _add_score, _add_review, _add_policy]
 
 # %% ../nbs/20_cli.ipynb #a94e822a
 def main(argv=None) -> int:

@@ -167,7 +167,18 @@ DECISION_JSON_SCHEMA = {
             'properties': {'feature': {'enum': FEATURES}, 'contribution': _NUM}}},
         'idempotent_replay': {'type': 'boolean'},
         'latency_ms': {'type': 'number', 'minimum': 0},
-        'policy': {'type': ['object', 'null']}}}
+        'policy': {'type': ['object', 'null'], 'description': 'What the policy layer (18a_policyeval) did',
+                   'properties': {
+                       'policy_version': {'type': ['string', 'null']}, 'model_decision': {'enum': [*DECISIONS, None]},
+                       'decision_source': {'type': 'string', 'pattern': '^(model|rule:.+|list:.+)$'},
+                       'rules_hit': {'type': 'array', 'items': {'type': 'string'}},
+                       'shadow': {'type': 'object', 'properties': {
+                           'rules_hit': {'type': 'array', 'items': {'type': 'string'}},
+                           'decision': {'enum': list(DECISIONS)},
+                           'model': {'type': 'object', 'description': 'the shadow model (challenger), if any',
+                                     'properties': {'model_version': {'type': 'string'},
+                                                    'decision': {'enum': list(DECISIONS)},
+                                                    'fraud_probability': {'type': 'number'}}}}}}}}}
 
 # %% ../nbs/10h_decisions.ipynb #fb190e16
 def decision_schema_json() -> str:

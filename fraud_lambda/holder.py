@@ -13,6 +13,8 @@ from .bundle import BundleError
 from .config import Settings
 from .scorer import Scorer, ScoringError
 from .store import open_store, StoreError
+from .policyeval import CompiledPolicy
+from .policystore import PolicyStore
 
 # %% ../nbs/11_holder.ipynb #0118bfc8
 class ModelUnavailable(RuntimeError):
@@ -36,6 +38,7 @@ class ModelHolder:
         self.scorer, self.error, self.loaded_at = None, None, None
         self._next_try = self._next_check = 0.0
         self._lock, self._store = threading.Lock(), None
+        self.policy, self.policy_error, self.challenger = None, None, None
 
 # %% ../nbs/11_holder.ipynb #3af147c7
 @patch
@@ -72,6 +75,46 @@ def _install(self:ModelHolder, scorer):
     self._next_check = self.clock() + self.settings.refresh_s
     if self.log: self.log.info('model loaded', extra={'model_version': scorer.version})
 
+# %% ../nbs/11_holder.ipynb #10da2b43
+@patch
+def _load_challenger(self:ModelHolder, version):
+    "Pull and compile the policy's shadow model (None: no challenger); on failure say so, the policy stays live"
+    if version is None:
+        self.challenger = None
+        return
+    if self.challenger is not None and self.challenger.version == version: return
+    try: self.challenger = self._pull(version)
+    except LOAD_ERRORS as e:
+        self.challenger = None
+        self.policy_error = redact(f"shadow model {version} not loaded ({type(e).__name__}: "
+                                   f"{str(e).splitlines()[0][:200]}); the policy serves without it")
+
+# %% ../nbs/11_holder.ipynb #44da1bbb
+@patch
+def refresh_policy(self:ModelHolder):
+    "Load the promoted policy if its pointer moved; on any error keep the last good one and remember why"
+    name, version = self.settings.model_name, None
+    try:
+        policies = PolicyStore(self.store().backend)
+        pointer = policies.current(name)
+        if pointer is None:
+            self.policy, self.policy_error, self.challenger = None, None, None
+            return
+        version = pointer['version']
+        if self.policy is not None and self.policy.version == version:
+            self.policy_error = None
+            self._load_challenger(self.policy.doc.get('shadow_model'))
+            return
+        loaded, doc = policies.load_current(name)
+        self.policy, self.policy_error = CompiledPolicy(doc, loaded), None
+        self._load_challenger(doc.get('shadow_model'))
+        if self.log: self.log.info('policy loaded', extra={'policy_version': loaded})
+    except LOAD_ERRORS as e:
+        keeping = self.policy.version if self.policy is not None else 'none (the model decides alone)'
+        self.policy_error = redact(f"policy {version or '?'} not loaded ({type(e).__name__}: "
+                                   f"{str(e).splitlines()[0][:300]}); serving {keeping}")
+        if self.log: self.log.warning('policy load failed', extra={'reason': self.policy_error})
+
 # %% ../nbs/11_holder.ipynb #03e7d931
 @patch
 def load(self:ModelHolder) -> bool:
@@ -83,12 +126,13 @@ def load(self:ModelHolder) -> bool:
         if self.log: self.log.error('model load failed', extra={'reason': f'{type(e).__name__}: {e}'})
         return False
     self._install(scorer)
+    self.refresh_policy()
     return True
 
 # %% ../nbs/11_holder.ipynb #1c141035
 @patch
 def refresh(self:ModelHolder):
-    "Switch to a new champion if the pointer moved; keep the current model on any error"
+    "Switch to a new champion if the pointer moved; keep the current model on any error; then refresh the policy"
     self._next_check = self.clock() + self.settings.refresh_s
     try:
         pointer = self.store().champion(self.settings.model_name)
@@ -97,6 +141,7 @@ def refresh(self:ModelHolder):
         if self.log:
             self.log.warning('model refresh failed; keeping the current model',
                              extra={'reason': f'{type(e).__name__}: {e}'})
+    self.refresh_policy()
 
 # %% ../nbs/11_holder.ipynb #c07173cf
 @patch

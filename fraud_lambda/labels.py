@@ -22,7 +22,7 @@ __all__ = ['LABEL_FIELDS', 'LABELS_TABLE_SCHEMA', 'LabelError', 'labelled_at_iso
            'read_label_csv', 'push_command']
 
 # %% ../nbs/10i_labels.ipynb #95dc1592
-LABEL_FIELDS = ('transaction_id', 'label', 'labelled_at', 'source', 'note')
+LABEL_FIELDS = ('transaction_id', 'label', 'labelled_at', 'source', 'note', 'analyst')
 
 class LabelError(ValueError):
     "A label row or label store that cannot be used: the message names the row, the field and the rule"
@@ -48,6 +48,8 @@ def _iso_of(ts:float) -> str:
     return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec='milliseconds').replace('+00:00', 'Z')
 
 # %% ../nbs/10i_labels.ipynb #a3ba2ea7
+_ANALYST_RE = re.compile(r'[^\x00-\x1f\x7f]{1,%d}' % MAX_ID_CHARS)
+
 def check_label(row, i:int=0) -> dict:
     "Row `i` as a normalised label dict, or `LabelError` naming the row and the field"
     def bad(field, problem): return LabelError(f"row {i}: {field} {problem}", i, field)
@@ -71,8 +73,11 @@ def check_label(row, i:int=0) -> dict:
     note = row.get('note')
     if note is not None and not (isinstance(note, str) and len(note) <= MAX_LABEL_NOTE_CHARS):
         raise bad('note', f'must be null or a string of at most {MAX_LABEL_NOTE_CHARS} characters')
+    analyst = row.get('analyst')
+    if analyst is not None and not (isinstance(analyst, str) and _ANALYST_RE.fullmatch(analyst)):
+        raise bad('analyst', f'must be null or 1-{MAX_ID_CHARS} printable characters, got {analyst!r:.40}')
     return {'transaction_id': tid, 'label': row['label'], 'labelled_at': at, 'source': row['source'],
-            'note': note or None}
+            'note': note or None, 'analyst': analyst or None}
 
 # %% ../nbs/10i_labels.ipynb #4120c680
 def current_of(rows:Iterable[Mapping]) -> dict:
@@ -146,10 +151,10 @@ def current_labels(self:LabelStore, since=None) -> dict:
 _LABELS_SCHEMA = '''
 CREATE TABLE IF NOT EXISTS labels (
   transaction_id TEXT NOT NULL, source TEXT NOT NULL, labelled_at TEXT NOT NULL, label TEXT NOT NULL, note TEXT,
-  received_at REAL NOT NULL, PRIMARY KEY (transaction_id, source, labelled_at));
+  received_at REAL NOT NULL, analyst TEXT, PRIMARY KEY (transaction_id, source, labelled_at));
 CREATE INDEX IF NOT EXISTS labels_labelled_at ON labels(labelled_at);
 '''
-_COLS = 'transaction_id, label, labelled_at, source, note'
+_COLS = 'transaction_id, label, labelled_at, source, note, analyst'
 
 # %% ../nbs/10i_labels.ipynb #6d3b232e
 class SQLiteLabelStore(LabelStore):
@@ -159,6 +164,8 @@ class SQLiteLabelStore(LabelStore):
         super().__init__(known_ids)
         self.path = Path(path)
         self.db = SQLiteDB(path, 'NORMAL', _LABELS_SCHEMA, error=LabelError)
+        if 'analyst' not in {r[1] for r in self.db.query('PRAGMA table_info(labels)')}:   # a labels.db from before
+            self.db.execute('ALTER TABLE labels ADD COLUMN analyst TEXT')
 
     def _put(self, r):
         "Insert unless the same key exists; say what happened"
@@ -168,8 +175,9 @@ class SQLiteLabelStore(LabelStore):
             if old: return 'duplicate' if tuple(old) == (r['label'], r['note']) else 'conflict'
             earlier = c.execute('SELECT COUNT(*) FROM labels WHERE transaction_id=? AND source=? AND labelled_at<?',
                                 (r['transaction_id'], r['source'], r['labelled_at'])).fetchone()[0]
-            c.execute('INSERT INTO labels VALUES (?,?,?,?,?,?)', (r['transaction_id'], r['source'], r['labelled_at'],
-                                                                  r['label'], r['note'], time.time()))
+            c.execute('INSERT INTO labels (transaction_id, source, labelled_at, label, note, received_at, analyst) '
+                      'VALUES (?,?,?,?,?,?,?)', (r['transaction_id'], r['source'], r['labelled_at'], r['label'],
+                                                 r['note'], time.time(), r.get('analyst')))
         return 'superseded' if earlier else 'accepted'
 
     def rows(self, since=None):
@@ -195,7 +203,8 @@ def _item_row(item) -> dict:
     "A label row from a low-level DynamoDB item"
     return {'transaction_id': item['transaction_id']['S'], 'label': item['label']['S'],
             'labelled_at': item['labelled_at']['S'], 'source': item['source']['S'],
-            'note': item['note']['S'] if 'note' in item else None}
+            'note': item['note']['S'] if 'note' in item else None,
+            'analyst': item['analyst']['S'] if 'analyst' in item else None}
 
 # %% ../nbs/10i_labels.ipynb #63a80add
 class DynamoDBLabelStore(LabelStore):
@@ -212,6 +221,7 @@ class DynamoDBLabelStore(LabelStore):
                 'label': {'S': r['label']}, 'labelled_at': {'S': r['labelled_at']}, 'source': {'S': r['source']},
                 'received_at': {'N': repr(round(time.time(), 3))}}
         if r['note']: item['note'] = {'S': r['note']}
+        if r.get('analyst'): item['analyst'] = {'S': r['analyst']}
         try:
             self.client.put_item(TableName=self.table, Item=item, ConditionExpression='attribute_not_exists(sk)',
                                  ReturnValuesOnConditionCheckFailure='ALL_OLD')

@@ -6,7 +6,7 @@
 from __future__ import annotations
 import json, os, threading, time
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Annotated
 from pydantic import BaseModel
 from aws_lambda_powertools import Logger, Metrics
@@ -28,6 +28,7 @@ from .idempotency import IdempotencyStore, build_idempotency_store, hash_payload
 from .decisions import decision_record
 from .decisionlog import DecisionLog, build_decision_log
 from .labels import LabelStore, build_label_store
+from .policyeval import no_policy
 
 # %% auto #0
 __all__ = ['logger', 'metrics', 'METRICS_ON', 'router', 'request_start', 'ROUTES', 'add_metric', 'flush_metrics', 'Service',
@@ -145,13 +146,13 @@ def _replayed(record, sha, tid) -> tuple[int, dict]:
     return 200, {**record.response, 'idempotent_replay': True}
 
 # %% ../nbs/11b_routes.ipynb #81674d2d
-def _after_score(svc:Service, tx, score):
+def _after_score(svc:Service, tx, score, policy:dict|None=None):
     "Metrics and, for review/block, the alert"
     add_metric('Scored', MetricUnit.Count, 1)
     add_metric(f'Decision_{score.decision}', MetricUnit.Count, 1)
     if score.decision != 'approve':
         alert = make_alert(tx.transaction_id, score.fraud_probability, score.decision, score.model_version,
-                           score.reasons, tx.metadata)
+                           score.reasons, tx.metadata, policy=policy)
         outcome = svc.dispatcher.dispatch(alert)
         if outcome.spooled or outcome.unspooled:
             add_metric('AlertsSpooled', MetricUnit.Count, len(outcome.spooled) + len(outcome.unspooled))
@@ -166,15 +167,31 @@ def _request_id() -> str|None:
     except (AttributeError, KeyError, TypeError): return None
 
 # %% ../nbs/11b_routes.ipynb #9eeaf528
-def _log_decision(svc:Service, scorer:Scorer, payload:dict, body:dict, source:str, replay:bool, pending:list|None):
+def _log_decision(svc:Service, scorer:Scorer, payload:dict, body:dict, source:str, replay:bool, pending:list|None,
+                  shadow:dict|None=None):
     "The decision record of one answer: written now, or kept in `pending` to be written with the rest of a batch"
     if svc.decisions is None: return
+    policy = {k: body.get(k) for k in ('policy_version', 'model_decision', 'decision_source', 'rules_hit')}
+    if shadow: policy['shadow'] = shadow
     record = decision_record(body['transaction_id'], payload, body['fraud_probability'], body['decision'],
                              body['model_version'], scorer.manifest_sha256, scorer.thresholds, body['reasons'],
                              body.get('anomaly_score'), _request_id(), None, source, payload.get('metadata'), replay,
-                             elapsed_ms())
+                             elapsed_ms(), policy)
     if pending is None: svc.decisions.write(record)
     else: pending.append(record)
+
+# %% ../nbs/11b_routes.ipynb #1fabfc68
+def _policy_verdict(svc:Service, payload:dict, score) -> dict:
+    "The loaded policy's verdict on a scored transaction (`18a_policyeval`), with the shadow model's score if any"
+    policy, challenger = svc.holder.policy, svc.holder.challenger
+    verdict = policy.evaluate(payload, score.fraud_probability, score.decision, score.anomaly_score) if policy \
+        else no_policy(score.decision)
+    if challenger is not None:
+        s = challenger.score_one(payload)
+        shadow = verdict.get('shadow') or {'rules_hit': [], 'decision': verdict['decision']}
+        verdict['shadow'] = {**shadow, 'model': {'model_version': s.model_version, 'decision': s.decision,
+                                                 'fraud_probability': s.fraud_probability}}
+    return verdict
 
 # %% ../nbs/11b_routes.ipynb #3dad4266
 def _score(svc:Service, scorer:Scorer, tx:BaseModel, source:str='single', pending:list|None=None) -> tuple[int, dict]:
@@ -182,16 +199,19 @@ def _score(svc:Service, scorer:Scorer, tx:BaseModel, source:str='single', pendin
     payload = tx.model_dump(mode='json')
     tid, sha = tx.transaction_id, hash_payload(payload)
     score = scorer.score_one(payload)
-    body = {'transaction_id': tid, 'fraud_probability': score.fraud_probability, 'decision': score.decision,
-            'reasons': score.reasons, 'model_version': score.model_version, 'latency_ms': 0.0}
+    verdict = _policy_verdict(svc, payload, score)
+    body = {'transaction_id': tid, 'fraud_probability': score.fraud_probability, 'decision': verdict['decision'],
+            'reasons': score.reasons, 'model_version': score.model_version, 'latency_ms': 0.0,
+            **{k: verdict[k] for k in ('model_decision', 'policy_version', 'rules_hit', 'decision_source')}}
     if score.anomaly_score is not None: body['anomaly_score'] = score.anomaly_score
     stored, existing = svc.idempotency.put_if_absent(tid, sha, body, svc.settings.alert.idempotency_ttl_s)
     if not stored:
         status, replay = _replayed(existing, sha, tid)
         _log_decision(svc, scorer, payload, replay, source, True, pending)
         return status, replay
-    _after_score(svc, tx, score)
-    _log_decision(svc, scorer, payload, body, source, False, pending)
+    _after_score(svc, tx, replace(score, decision=verdict['decision']) if verdict['rules_hit'] else score,
+                 {k: verdict[k] for k in ('policy_version', 'rules_hit', 'decision_source')})
+    _log_decision(svc, scorer, payload, body, source, False, pending, verdict.get('shadow'))
     return 200, body
 
 # %% ../nbs/11b_routes.ipynb #ebcaa94b
@@ -247,7 +267,8 @@ def health():
     ok = holder.scorer is not None
     body = {'status': 'ok' if ok else 'unavailable', 'model_name': svc.settings.model_name,
             'model_version': holder.scorer.version if ok else None, 'loaded_at': holder.loaded_at,
-            'reason': None if ok else holder.error}
+            'reason': None if ok else holder.error, 'policy_version': holder.policy.version if holder.policy else None,
+            'policy_error': holder.policy_error}
     return Response(200 if ok else 503, content_types.APPLICATION_JSON, json.dumps(body))
 
 # %% ../nbs/11b_routes.ipynb #2f0f85aa

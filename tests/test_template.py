@@ -141,7 +141,10 @@ def test_role_is_least_privilege(tpl):
     assert not any('*' in a for a, _ in grants) and not any(s['Resource'] == '*' for s in plain)
     by_sid = {s['Sid']: s for s in plain}
     assert by_sid['ReadModels']['Resource'] == {'Fn::Sub': '${ModelBucket.Arn}/${ModelPrefix}/models/*'}
-    assert by_sid['ListModels']['Condition'] == {'StringLike': {'s3:prefix': {'Fn::Sub': '${ModelPrefix}/models/*'}}}
+    assert by_sid['ReadPolicies']['Resource'] == {'Fn::Sub': '${ModelBucket.Arn}/${ModelPrefix}/policies/*'}
+    assert by_sid['ReadPolicies']['Action'] == 's3:GetObject'          # the function never writes a policy
+    assert by_sid['ListModels']['Condition'] == {'StringLike': {'s3:prefix': [
+        {'Fn::Sub': '${ModelPrefix}/models/*'}, {'Fn::Sub': '${ModelPrefix}/policies/*'}]}}
     assert by_sid['PublishAlerts']['Resource'] == {'Ref': 'AlertTopic'}
     assert by_sid['RecordAlertsAndIdempotency']['Resource'] == [{'Fn::GetAtt': ['AlertsTable', 'Arn']}, {'Fn::GetAtt': ['IdempotencyTable', 'Arn']}]
     assert by_sid['SpoolFailedAlerts']['Resource'] == {'Fn::GetAtt': ['AlertDlq', 'Arn']}
