@@ -12,6 +12,7 @@ from .bench_handler import handler_latency, handler_markdown
 from .bench_http import http_load, http_markdown
 from .bench_package import package_bench, package_markdown
 from .bench_batch import batch_file_bench, batch_markdown
+from .bench_cost import cost_from_package, cost_markdown
 
 # %% auto #0
 __all__ = ['SECTIONS', 'bench_markdown', 'targets_markdown', 'resolve_run', 'run_label', 'run_all']
@@ -20,13 +21,14 @@ __all__ = ['SECTIONS', 'bench_markdown', 'targets_markdown', 'resolve_run', 'run
 _SHOWN = (('scoring', 'Scoring: numpy scorer against scikit-learn', 'single_p50_ms'),
           ('handler', 'The Lambda handler, in-process', 'stages_p50_ms'),
           ('http', 'The local API under HTTP load', 'trials'), ('package', 'The Lambda package', 'zip_mb'),
-          ('batch_file', 'Batch file scoring: fraud-lambda score against the library', 'rows_per_s'))
+          ('batch_file', 'Batch file scoring: fraud-lambda score against the library', 'rows_per_s'),
+          ('cost', 'What a request costs on Lambda: measured CPU, estimated billed duration', 'stacks'))
 
 def bench_markdown(doc:dict) -> str:
     "`results.md`: a short table per section present (and complete) in `doc`"
     render = {'scoring': lambda s: results_markdown({**s, 'footprint_mb': doc.get('footprint_mb', {})}),
               'handler': handler_markdown, 'http': http_markdown, 'package': package_markdown,
-              'batch_file': batch_markdown}
+              'batch_file': batch_markdown, 'cost': cost_markdown}
     parts = ['# fraud-lambda benchmarks', 'Medians (p50) and p99 of one run per section on the machine named; '
              'reproduce with `make bench` (`fraud-lambda bench`).']
     for key, title, needs in _SHOWN:
@@ -177,7 +179,9 @@ def _run_section(name, run, X, res, out, label, bundle, work, o:dict) -> dict:
     elif name == 'batch_file':
         figures = batch_file_bench(bundle, run/'models'/'chosen.joblib', X, work/'batch')
     else:
-        figures = package_bench(bundle, X, work/'package', seed_package=o['seed_package'], clean_runs=o['clean_runs'])
+        seed = run/'models'/'seed_smote_rf.joblib'
+        figures = package_bench(bundle, X, work/'package', seed_package=o['seed_package'], clean_runs=o['clean_runs'],
+                                seed_model=seed if seed.exists() else None)
     return _section(res, name, figures, label, m)
 
 # %% ../nbs/21d_bench.ipynb #c11315ca
@@ -202,5 +206,8 @@ def run_all(run_dir=None, out_dir='reports/bench', data=None, duration_s:float=3
     for name in sections:
         log(f"bench {name}: {label}, {len(X):,} holdout rows, load {os.getloadavg()[0]:.2f}")
         doc = _run_section(name, run, X, res, out, label, bundle, work, opts)
+        if name == 'package' and 'warm_cpu_p50_ms' in doc['package'].get('clean_runtime', {}):
+            _drop(res, ['cost'])
+            doc = merge_into(res, {'cost': cost_from_package(doc['package'])})
         (out/'results.md').write_text(bench_markdown(doc))
     return doc
