@@ -125,7 +125,7 @@ else:
 for i, e in enumerate(events):
     t, c = time.perf_counter(), time.process_time()
     r = H.handler(e, Context(i))
-    emit({'i': i, 'response': r if i == 0 else {'statusCode': r['statusCode']},
+    emit({'i': i, 'response': r,
           'invoke_ms': (time.perf_counter() - t) * 1e3, 'cpu_ms': (time.process_time() - c) * 1e3,
           'process_cpu_ms': time.process_time() * 1e3})
 import importlib.util
