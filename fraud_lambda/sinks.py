@@ -64,6 +64,10 @@ class _LazyClient:
     @client.setter
     def client(self, value): self._client = value
 
+    def prepare(self):
+        "Build the client now: the dispatcher calls this before its time budget starts"
+        return self.client
+
 # %% ../nbs/10c_sinks.ipynb #4bafe053
 class SNSSink(_LazyClient):
     "Publishes each alert as a JSON message to an SNS topic, with `decision` and `model_version` message attributes"
