@@ -18,7 +18,7 @@ from .bench_handler import transaction_bodies
 # %% auto #0
 __all__ = ['SEED_HANDLER', 'SEED_STACK', 'lambda_python', 'unpack_package', 'aws_clients', 'aws_resources', 'read_queue',
            'lambda_env', 'invoke_clean_runtime', 'compile_tree', 'rest_event', 'build_seed_package',
-           'clean_runtime_cold_start', 'package_bench', 'package_markdown']
+           'clean_runtime_cold_start', 'parse_importtime', 'import_profile', 'package_bench', 'package_markdown']
 
 # %% ../nbs/21c_bench_package.ipynb #1c36b8d3
 def lambda_python() -> tuple:
@@ -291,7 +291,8 @@ def _cold_figures(out:dict, trees:dict, ships_pyc:bool, runs:int, version:str) -
            'python': first['python'], 'boto3': first['boto3'], 'model_version': version,
            'setup': f"python -I -S -B; package unzipped as built ({'with' if ships_pyc else 'without'} "
            ".pyc); runtime SDK precompiled; model pulled from S3 on a local moto server; runs interleaved"}
-    if out.get('seed'): fig['seed'] = {**_stack_figures(out['seed']), 'unzipped_mb': dir_mb(trees['seed'])}
+    for k in ('seed', 'baseline'):
+        if out.get(k): fig[k] = {**_stack_figures(out[k]), 'unzipped_mb': dir_mb(trees[k])}
     return fig
 
 def _publish_seed(client, bucket:str, seed_model) -> str:
@@ -302,7 +303,7 @@ def _publish_seed(client, bucket:str, seed_model) -> str:
 
 def clean_runtime_cold_start(bundle_dir, package_zip, X, runs:int=3, work_dir=None, python:str|None=None,
                              python_version:str|None=None, sdk_dir=None, seed_zip=None, seed_model=None,
-                             warm:int=100) -> dict:
+                             warm:int=100, baseline_zip=None) -> dict:
     "Median cold start (process start to first response) of the Lambda zip in a clean python, with and without .pyc"
     if python is None: python, python_version = lambda_python()
     work = Path(work_dir or tempfile.mkdtemp(prefix='fraud-lambda-cold-'))
@@ -310,6 +311,7 @@ def clean_runtime_cold_start(bundle_dir, package_zip, X, runs:int=3, work_dir=No
              'no_pyc': _without_pyc(unpack_package(package_zip, work/'task-src'))}
     ships_pyc = any(trees['as_built'].rglob('*.pyc'))
     if seed_zip is not None: trees['seed'] = unpack_package(seed_zip, work/'task-seed')
+    if baseline_zip is not None: trees['baseline'] = unpack_package(baseline_zip, work/'task-baseline')
     sdk = compile_tree(Path(sdk_dir) if sdk_dir else runtime_sdk(work/'sdk', python_version=python_version), python)
     out = {k: [] for k in trees}
     with MotoServer() as moto:
@@ -325,6 +327,30 @@ def clean_runtime_cold_start(bundle_dir, package_zip, X, runs:int=3, work_dir=No
                                                              b, key))
                 else: out[k].append(_cold_run(task, sdk, res, work/f'{k}{i}', python, python_version, b, version))
     return _cold_figures(out, trees, ships_pyc, runs, version)
+
+# %% ../nbs/21c_bench_package.ipynb #34f22950
+def parse_importtime(text:str) -> list:
+    "Rows {module, self_ms, cumulative_ms, depth} of `python -X importtime` output, in the order printed"
+    import re
+    rows = []
+    for line in text.splitlines():
+        m = re.match(r'import time:\s+(\d+) \|\s+(\d+) \|( *)(\S+)', line)
+        if m: rows.append({'module': m[4], 'self_ms': int(m[1]) / 1e3, 'cumulative_ms': int(m[2]) / 1e3,
+                           'depth': len(m[3]) // 2})
+    return rows
+
+def import_profile(task, sdk, env:dict, event:dict, python:str) -> dict:
+    "Top-level total and the rows of `-X importtime` for one cold start of the handler in `task`"
+    work = Path(tempfile.mkdtemp(prefix='fraud-lambda-importtime-'))
+    (work/'events.json').write_text(json.dumps([event]))
+    r = subprocess.run([python, '-I', '-S', '-B', '-X', 'importtime', '-c', _CLEAN_BOOTSTRAP, str(task), str(sdk),
+                        str(work/'events.json'), 'fraud_lambda.handler'], env=env, cwd=work, capture_output=True,
+                       text=True, timeout=120)
+    shutil.rmtree(work, ignore_errors=True)
+    if r.returncode: raise RuntimeError(f"the import profile run failed (exit {r.returncode}): {r.stderr[-1500:]}")
+    rows = parse_importtime(r.stderr)
+    return {'total_ms': sum(x['cumulative_ms'] for x in rows if x['depth'] == 0), 'modules': len(rows),
+            'rows': rows}
 
 # %% ../nbs/21c_bench_package.ipynb #96912155
 def package_bench(bundle_dir, X, work_dir=None, arch:str='x86_64', seed_package:bool=True, clean_runs:int=3,
