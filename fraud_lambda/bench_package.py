@@ -14,6 +14,7 @@ from .package import strip_bloat, precompile, write_zip, source_dir
 from .deploy import publish_champion
 from .bench_scoring import dir_mb, fmt_figure, machine_line
 from .bench_handler import transaction_bodies
+from .schema import FEATURES
 
 # %% auto #0
 __all__ = ['SEED_HANDLER', 'SEED_STACK', 'lambda_python', 'unpack_package', 'aws_clients', 'aws_resources', 'read_queue',
@@ -211,7 +212,7 @@ import io, json, os
 import boto3, joblib
 import numpy as np
 
-FEATURES = ['Time'] + ['V%d' % i for i in range(1, 29)] + ['Amount']
+FEATURES = __FEATURES__
 
 def _load():
     body = boto3.client('s3').get_object(Bucket=os.environ['SEED_MODEL_BUCKET'], Key=os.environ['SEED_MODEL_KEY'])
@@ -227,7 +228,7 @@ def handler(event, context):
     p = float(MODEL.predict_proba(x)[0, 1])
     return {'statusCode': 200, 'headers': {'Content-Type': 'application/json'},
             'body': json.dumps({'fraud_probability': p, 'model_version': os.environ['SEED_MODEL_KEY']})}
-'''
+'''.replace('__FEATURES__', repr(FEATURES))
 SEED_STACK = (*SEED_REQUIREMENTS, 'imbalanced-learn')
 
 # %% ../nbs/21c_bench_package.ipynb #aadc8a6c
