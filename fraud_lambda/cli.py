@@ -362,30 +362,9 @@ def _cmd_labels(a):
 # %% ../nbs/20_cli.ipynb #f8d954b6
 def _add_retrain(sub):
     "`retrain`, `drift`, `labels merge`"
-    p = sub.add_parser('retrain', help='retrain on new data; promote only if not worse than the champion '
-                                       '(exit 0 promoted, 1 kept, 2 failed, 3 conflict)')
-    p.add_argument('--data', help='transactions CSV with labels (the latest export); or --decisions')
-    p.add_argument('--decisions', help='train from this decision log: s3://bucket[/prefix] or a local decision log')
-    p.add_argument('--labels', help='labels for --decisions: a CSV, a SQLite label store or a DynamoDB table')
-    p.add_argument('--base', help='a labelled CSV the decisions are appended to')
-    p.add_argument('--label-delay-days', type=float, default=30.0,
-                   help='unlabelled decisions count as legitimate only when older than this (default 30)')
-    p.add_argument('--legit-fraction', type=float, default=1.0,
-                   help='share of legitimate rows kept; every fraud is kept (default 1)')
-    p.add_argument('--store',
-                   help='s3://bucket/prefix or a directory (default: $FRAUD_LAMBDA_STORE_URI or .fraud-lambda/store)')
-    p.add_argument('--name', default='fraud')
-    p.add_argument('--reports-dir')
-    p.add_argument('--run-id')
-    p.add_argument('--as-of', type=float,
-                   help='train as if at this Time (seconds): only transactions with Time <= AS_OF')
-    p.add_argument('--margin', type=float, default=0.02,
-                   help='non-inferiority margin for AP and recall@1%%FPR (default 0.02)')
-    p.add_argument('--n-boot', type=int, default=1000)
-    p.add_argument('--rf-trees', type=int, default=100)
-    p.add_argument('--gbm-trees', type=int, default=600)
-    p.add_argument('--seed', type=int, default=0)
-    p.add_argument('--no-html', action='store_true')
+    from fraud_lambda.retrainargs import add_retrain_arguments
+    p = add_retrain_arguments(sub.add_parser('retrain', help='retrain on new data; promote only if not worse than the '
+                                             'champion (exit 0 promoted, 1 kept, 2 failed, 3 conflict)'))
     p.set_defaults(func=_cmd_retrain)
     d = sub.add_parser('drift', help='PSI of recent scored traffic against the training window (papermill report)')
     d.add_argument('--data', help='the training data CSV (default: synthetic)')

@@ -13,7 +13,7 @@ from sklearn.utils.validation import check_is_fitted
 from .bundle import write_bundle
 from .schema import FEATURES
 from .preprocess import check_spec, transform, PreprocessError
-from .features import Preprocessor, Calibrated, MarginBlend, PROBA_EPS, model_margin
+from .features import InputClip, Preprocessor, Calibrated, MarginBlend, PROBA_EPS, model_margin
 
 # %% auto #0
 __all__ = ['MODEL_FORMAT', 'LGBM_ZERO', 'ANOMALY_FORMAT', 'RESERVED', 'ConversionError', 'export_model', 'check_quantiles',
@@ -53,6 +53,13 @@ def _is_sampler(step): return hasattr(step, 'fit_resample') and not hasattr(step
 def _export_step(step, width):
     "A non-final pipeline step as a transform dict (None for fit-only samplers), and the width it outputs"
     if step is None or (isinstance(step, str) and step == 'passthrough') or _is_sampler(step): return None, width
+    if isinstance(step, InputClip):
+        _check_fitted(step)
+        _check_width(step, step.n_features_in_, width)
+        lo, hi = np.asarray(step.lo_, dtype=np.float64), np.asarray(step.hi_, dtype=np.float64)
+        if not (np.isfinite(lo).all() and np.isfinite(hi).all() and (lo <= hi).all()):
+            raise ConversionError('InputClip has a non-finite range or a lower bound above its upper bound')
+        return {'op': 'clip', 'lo': lo.tolist(), 'hi': hi.tolist()}, width
     if isinstance(step, Preprocessor):
         _check_fitted(step)
         try: spec = check_spec(json.loads(json.dumps(step.spec_)))
@@ -68,8 +75,8 @@ def _export_step(step, width):
         if not (np.isfinite(mean).all() and np.isfinite(scale).all() and (scale > 0).all()):
             raise ConversionError('StandardScaler has a non-finite mean/scale or a zero scale')
         return {'op': 'standardize', 'mean': mean.tolist(), 'scale': scale.tolist()}, width
-    raise ConversionError(f"unsupported pipeline step {_what(step)}: expected Preprocessor, StandardScaler or a "
-                          "sampler (SMOTE, RandomUnderSampler)")
+    raise ConversionError(f"unsupported pipeline step {_what(step)}: expected InputClip, Preprocessor, StandardScaler "
+                          "or a sampler (SMOTE, RandomUnderSampler)")
 
 # %% ../nbs/07a_convert.ipynb #01d6dc1d
 def _export_linear(clf, width, arrays, key):

@@ -12,7 +12,8 @@ from .schema import FEATURES
 from .preprocess import fit_preprocessing, transform
 
 # %% auto #0
-__all__ = ['PROBA_EPS', 'Preprocessor', 'model_margin', 'Calibrated', 'fit_platt', 'prior_correction', 'MarginBlend']
+__all__ = ['UNBOUNDED', 'PROBA_EPS', 'Preprocessor', 'InputClip', 'model_margin', 'Calibrated', 'fit_platt', 'prior_correction',
+           'MarginBlend']
 
 # %% ../nbs/03_features.ipynb #971d6cc9
 def _rows(X):
@@ -38,6 +39,28 @@ class Preprocessor(TransformerMixin, BaseEstimator):
     def get_feature_names_out(self, input_features=None):
         "Names of the output columns"
         return np.array(self.spec_['outputs'], dtype=object)
+
+# %% ../nbs/03_features.ipynb #dc0c2496
+UNBOUNDED = float(np.finfo(np.float64).max)
+
+class InputClip(TransformerMixin, BaseEstimator):
+    "Clip each input but `skip` to its [q, 1 - q] quantile range on the fit rows"
+    def __init__(self, q:float=0.0005, skip=('Time',)): self.q, self.skip = q, skip
+    def fit(self, X, y=None):
+        "Learn the per-input clip range (unbounded for the skipped inputs)"
+        if not 0 <= self.q < 0.5: raise ValueError(f"InputClip q must be in [0, 0.5), got {self.q}")
+        bad = sorted(set(self.skip) - set(FEATURES))
+        if bad: raise ValueError(f"InputClip skip names unknown inputs: {', '.join(bad)}")
+        X = _rows(X)
+        self.lo_, self.hi_ = np.quantile(X, self.q, axis=0), np.quantile(X, 1 - self.q, axis=0)
+        free = [FEATURES.index(n) for n in self.skip]
+        self.lo_[free], self.hi_[free] = -UNBOUNDED, UNBOUNDED
+        self.n_features_in_ = X.shape[1]
+        return self
+    def transform(self, X):
+        "The inputs, clipped (an array in schema order)"
+        check_is_fitted(self, 'lo_')
+        return np.minimum(np.maximum(_rows(X), self.lo_), self.hi_)
 
 # %% ../nbs/03_features.ipynb #deae055b
 PROBA_EPS = 1e-15

@@ -5,10 +5,11 @@
 # %% ../nbs/04_metrics.ipynb #0917b307
 from __future__ import annotations
 import numpy as np
+from .schema import DECISIONS   # 0, 1, 2 below index it
 
 # %% auto #0
-__all__ = ['METRICS', 'DECISIONS', 'ranking_metrics', 'bootstrap_metrics', 'paired_bootstrap', 'decisions_at_thresholds',
-           'expected_cost', 'operating_point']
+__all__ = ['METRICS', 'ranking_metrics', 'bootstrap_metrics', 'paired_bootstrap', 'decisions_at_thresholds', 'expected_cost',
+           'operating_point', 'recall_at_false_alarms']
 
 # %% ../nbs/04_metrics.ipynb #73dc3c02
 def _order(y, s):
@@ -121,8 +122,6 @@ def paired_bootstrap(y, s_a, s_b, metric:str='average_precision', n_boot:int=100
             'p_a_worse': float(np.mean(np.asarray(diffs) < 0))}
 
 # %% ../nbs/04_metrics.ipynb #8f1cec3f
-DECISIONS = ('approve', 'review', 'block')
-
 def decisions_at_thresholds(p, review:float, block:float) -> np.ndarray:
     "0 approve, 1 review, 2 block for probabilities `p`"
     if not review <= block: raise ValueError(f"review threshold {review} must be <= block threshold {block}")
@@ -150,4 +149,18 @@ def operating_point(y, p, review:float, block:float, amount=None, **cost) -> dic
            'reviewed': int(np.sum(d == 1)), 'blocked': int(np.sum(d == 2)),
            'blocked_legit': int(np.sum((d == 2) & (y == 0)))}
     if amount is not None: out['expected_cost'] = expected_cost(y, p, amount, review, block, **cost)
+    return out
+
+# %% ../nbs/04_metrics.ipynb #f3ad0d98
+def recall_at_false_alarms(y, p, false_alarms:int=450, recall_claim:float|None=None) -> dict:
+    "Recall and false alarms when flagging above the (false_alarms + 1)-th highest legitimate score; `met` vs a claim"
+    y, p = _check(y, p)
+    if false_alarms < 0: raise ValueError(f"false_alarms must be >= 0, got {false_alarms}")
+    legit = np.sort(p[y == 0])[::-1]
+    t = legit[false_alarms] if false_alarms < len(legit) else -np.inf
+    flag = p > t
+    out = {'threshold': float(t), 'recall': float(flag[y == 1].mean()) if (y == 1).any() else float('nan'),
+           'caught': int(flag[y == 1].sum()), 'frauds': int((y == 1).sum()), 'false_alarms': int(flag[y == 0].sum())}
+    if recall_claim is not None:
+        out['met'] = bool(out['recall'] >= recall_claim and out['false_alarms'] <= false_alarms)
     return out

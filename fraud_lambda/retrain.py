@@ -18,8 +18,7 @@ from .timing import timed
 # %% auto #0
 __all__ = ['EXIT_CODES', 'DECISIONS', 'MIN_HOLDOUT_FRAUDS', 'GATE_METRICS', 'REPORTED_METRICS', 'METRIC_LABELS', 'RULE',
            'RetrainError', 'exit_code', 'holdout_of', 'score_with_bundle', 'compare_models', 'gate_decision',
-           'retrain_markdown', 'write_retrain_report', 'RetrainResult', 'retrain', 'add_retrain_arguments',
-           'retrain_command', 'main']
+           'retrain_markdown', 'write_retrain_report', 'RetrainResult', 'retrain', 'retrain_command', 'main']
 
 # %% ../nbs/14_retrain.ipynb #a8bb16c9
 class RetrainError(RuntimeError):
@@ -338,32 +337,7 @@ def retrain(data_path, store_uri=None, reports_dir=None, as_of:float|None=None, 
                          paths, log_error, record)
 
 # %% ../nbs/14_retrain.ipynb #b3ae57bf
-def add_retrain_arguments(p:argparse.ArgumentParser) -> argparse.ArgumentParser:
-    "The `fraud-lambda retrain` options"
-    p.add_argument('--data', help='transactions CSV with labels (the latest export); or use --decisions')
-    p.add_argument('--decisions', help='decision log to train from: s3://bucket[/prefix] or a local decision log')
-    p.add_argument('--labels', help='labels for --decisions: a CSV, a SQLite label store or a DynamoDB table')
-    p.add_argument('--base', help='a labelled CSV the decisions are appended to (older data)')
-    p.add_argument('--label-delay-days', type=float, default=30.0,
-                   help='unlabelled decisions count as legitimate only when older than this (default 30)')
-    p.add_argument('--legit-fraction', type=float, default=1.0,
-                   help='share of legitimate rows kept in the frame; every fraud is kept (default 1)')
-    p.add_argument('--store',
-                   help='s3://bucket/prefix or a directory (default: $FRAUD_LAMBDA_STORE_URI or .fraud-lambda/store)')
-    p.add_argument('--name', default='fraud', help='model name (default: fraud)')
-    p.add_argument('--reports-dir', help='default: reports/ in the checkout')
-    p.add_argument('--run-id', help='default: run-YYYYmmdd-HHMMSS-xxxx (UTC)')
-    p.add_argument('--as-of', type=float,
-                   help='train as if at this Time (seconds): only transactions with Time <= AS_OF')
-    p.add_argument('--margin', type=float, default=0.02,
-                   help='non-inferiority margin for AP and recall@1%%FPR (default 0.02)')
-    p.add_argument('--n-boot', type=int, default=1000,
-                   help='bootstrap replicates for the gate and the report (default 1000)')
-    p.add_argument('--rf-trees', type=int, default=100)
-    p.add_argument('--gbm-trees', type=int, default=600)
-    p.add_argument('--seed', type=int, default=0)
-    p.add_argument('--no-html', action='store_true')
-    return p
+from .retrainargs import add_retrain_arguments
 
 # %% ../nbs/14_retrain.ipynb #12028467
 def retrain_command(a) -> int:

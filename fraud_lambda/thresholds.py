@@ -68,25 +68,32 @@ def policy_costs(y, p, amount, thresholds:dict, review_cost:float=5.0, block_cos
     return out
 
 # %% ../nbs/06_thresholds.ipynb #df4cb208
+def _logit(v): return np.log(v) - np.log1p(-v)
+
 def cost_curves_plot(y, p, amount, thresholds:dict, review_cost:float=5.0, block_cost:float=25.0,
-                     legit_weight:float=1.0):
-    "Validation cost as each threshold moves, the other fixed at its tuned value"
+                     legit_weight:float=1.0, window:float=3.0):
+    "Validation cost near the tuned thresholds as each one moves (the other fixed), the chosen points marked"
     grid = threshold_grid(p, y)
-    grid = grid[(grid > 0) & (grid < 1)]
+    grid = grid[(grid > 1e-9) & (grid < 1 - 1e-9)]
     cost = lambda r, b: expected_cost(y, p, amount, r, b, review_cost, block_cost, legit_weight)
-    r_costs = [cost(min(g, thresholds['block']), thresholds['block']) for g in grid]
-    b_costs = [cost(thresholds['review'], max(g, thresholds['review'])) for g in grid]
-    fig, ax = plt.subplots(figsize=(8, 4))
-    ax.plot(grid, r_costs, label='moving the review threshold')
-    ax.plot(grid, b_costs, label='moving the block threshold')
-    ax.axvline(thresholds['review'], color='C0', ls=':')
-    ax.axvline(thresholds['block'], color='C1', ls=':')
-    ax.set_xscale('logit')
-    ax.set_xlim(max(grid.min(), 1e-6), min(grid.max(), 1 - 1e-9))
-    ax.set_xlabel('threshold on fraud probability (logit scale)')
-    ax.set_ylabel('expected cost on validation')
-    ax.set_title('Expected cost against each threshold (validation)')
-    ax.legend()
+    best = cost(thresholds['review'], thresholds['block'])
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    for ax, key in zip(axes, ('review', 'block')):
+        t0 = float(np.clip(thresholds[key], 1e-9, 1 - 1e-9))
+        g = grid[np.abs(_logit(grid) - _logit(t0)) < window]
+        g = np.unique(np.r_[g, t0])
+        move = (lambda v: cost(min(v, thresholds['block']), thresholds['block'])) if key == 'review' else \
+               (lambda v: cost(thresholds['review'], max(v, thresholds['review'])))
+        c = np.array([move(v) for v in g])
+        ax.plot(g, c, color='C0' if key == 'review' else 'C1')
+        ax.plot([t0], [best], 'o', color='C3', zorder=3, label=f'chosen {key} threshold {t0:.4f}')
+        ax.set_xscale('logit')
+        ax.set_xlabel(f'{key} threshold on fraud probability (logit scale, ±{window:g} logits)')
+        ax.legend(loc='upper center')
+    top = max(best * 1.6, best + 1.0)
+    axes[0].set_ylim(best - 0.05 * (top - best), top)
+    axes[0].set_ylabel('expected cost on validation')
+    fig.suptitle('Expected cost near the tuned thresholds (validation); the other threshold held at its value')
     return fig
 
 # %% ../nbs/06_thresholds.ipynb #1416e3ae

@@ -15,14 +15,15 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
 from .schema import FEATURES
 from .data import LABEL, time_split, xy
-from .features import Preprocessor, Calibrated, MarginBlend, fit_platt, prior_correction, model_margin, _sigmoid
+from .features import (InputClip, Preprocessor, Calibrated, MarginBlend, fit_platt, prior_correction,
+                                   model_margin, _sigmoid)
 from .metrics import ranking_metrics, bootstrap_metrics
 import matplotlib.pyplot as plt
 
 # %% auto #0
-__all__ = ['CANDIDATES', 'CV_WINDOWS', 'seed_pipeline', 'make_candidate', 'fit_and_score', 'blend_of', 'imbalance_variants',
-           'cv_fold_scores', 'select_model', 'holdout_table', 'format_table', 'pr_roc_plot', 'score_distribution_plot',
-           'calibration_plot', 'permutation_importance_ap', 'save_training']
+__all__ = ['CANDIDATES', 'CV_WINDOWS', 'SIMPLICITY', 'seed_pipeline', 'make_candidate', 'fit_and_score', 'blend_of',
+           'imbalance_variants', 'cv_fold_scores', 'select_model', 'holdout_table', 'format_table', 'pr_roc_plot',
+           'score_distribution_plot', 'calibration_plot', 'permutation_importance_ap', 'save_training']
 
 # %% ../nbs/05_train.ipynb #c36de412
 def _lgbm(n_estimators=600, seed=0, **kw):
@@ -46,14 +47,20 @@ def seed_pipeline(n_estimators=100, seed=0):
                         ('clf', RandomForestClassifier(n_estimators=n_estimators, n_jobs=2, random_state=seed))])
 
 # %% ../nbs/05_train.ipynb #c15d305f
-def make_candidate(name:str, seed:int=0, rf_trees:int=100, gbm_trees:int=600):
-    "A fresh, unfitted candidate by name"
+def _clipped(*steps, clip_q:float=0.0005) -> Pipeline:
+    "A pipeline of `steps`, with an InputClip first unless `clip_q` is 0"
+    return Pipeline(([('clip', InputClip(clip_q))] if clip_q else []) + list(steps))
+
+def make_candidate(name:str, seed:int=0, rf_trees:int=100, gbm_trees:int=600, clip_q:float=0.0005):
+    "A fresh, unfitted candidate by name; every one but the original design clips its inputs first"
     if name == 'seed_smote_rf': return seed_pipeline(rf_trees, seed)
     if name == 'logreg_balanced':
-        return Pipeline([('prep', Preprocessor()),
-                         ('clf', LogisticRegression(class_weight='balanced', max_iter=5000))])
-    if name == 'hgb': return Pipeline([('prep', Preprocessor(standardize=False)), ('clf', _hgb(gbm_trees, seed))])
-    if name == 'lgbm': return Pipeline([('prep', Preprocessor(standardize=False)), ('clf', _lgbm(gbm_trees, seed))])
+        return _clipped(('prep', Preprocessor()), ('clf', LogisticRegression(class_weight='balanced', max_iter=5000)),
+                        clip_q=clip_q)
+    if name == 'hgb':
+        return _clipped(('prep', Preprocessor(standardize=False)), ('clf', _hgb(gbm_trees, seed)), clip_q=clip_q)
+    if name == 'lgbm':
+        return _clipped(('prep', Preprocessor(standardize=False)), ('clf', _lgbm(gbm_trees, seed)), clip_q=clip_q)
     raise ValueError(f"unknown candidate {name!r}; known: {', '.join(CANDIDATES)}")
 
 CANDIDATES = ['seed_smote_rf', 'logreg_balanced', 'hgb', 'lgbm', 'blend']
@@ -79,7 +86,7 @@ def blend_of(members:dict, y_fit, names=('logreg_balanced', 'lgbm')) -> MarginBl
     return b
 
 # %% ../nbs/05_train.ipynb #4c59ab25
-def imbalance_variants(family:str, seed:int=0, gbm_trees:int=600) -> dict:
+def imbalance_variants(family:str, seed:int=0, gbm_trees:int=600, clip_q:float=0.0005) -> dict:
     "The none / class-weight / SMOTE variants of a model family ('logreg' or 'lgbm')"
     from imblearn.pipeline import Pipeline as ImbPipeline
     from imblearn.over_sampling import SMOTE
@@ -92,33 +99,47 @@ def imbalance_variants(family:str, seed:int=0, gbm_trees:int=600) -> dict:
         prep = lambda: Preprocessor(standardize=False)
         weighted = base(is_unbalance=True)
     else: raise ValueError(f"unknown family {family!r}")
-    return {'none': Pipeline([('prep', prep()), ('clf', base())]),
-            'class_weight': Pipeline([('prep', prep()), ('clf', weighted)]),
-            'smote': ImbPipeline([('prep', prep()), ('smote', SMOTE(random_state=seed)), ('clf', base())])}
+    clip = [('clip', InputClip(clip_q))] if clip_q else []
+    return {'none': Pipeline(clip + [('prep', prep()), ('clf', base())]),
+            'class_weight': Pipeline(clip + [('prep', prep()), ('clf', weighted)]),
+            'smote': ImbPipeline(clip + [('prep', prep()), ('smote', SMOTE(random_state=seed)), ('clf', base())])}
 
 # %% ../nbs/05_train.ipynb #10c70900
-CV_WINDOWS = ((0.5, 0.65), (0.65, 0.8))
+CV_WINDOWS = ((0.4, 0.5), (0.5, 0.6), (0.6, 0.7), (0.7, 0.8))
+SIMPLICITY = ('logreg_balanced', 'hgb', 'lgbm', 'blend')   # simplest first
 
-def cv_fold_scores(name:str, train_part, windows=CV_WINDOWS, seed:int=0, gbm_trees:int=600) -> list:
+def cv_fold_scores(name:str, train_part, windows=CV_WINDOWS, seed:int=0, gbm_trees:int=600,
+                   clip_q:float=0.0005) -> list:
     "Validation AP of a candidate on each expanding-window fold of the training part"
     X, y = xy(train_part)
     n, out = len(X), []
     for a, b in windows:
         i, j = int(n * a), int(n * b)
         if name == 'blend':
-            fitted = {m: make_candidate(m, seed, gbm_trees=gbm_trees).fit(X[:i], y[:i])
+            fitted = {m: make_candidate(m, seed, gbm_trees=gbm_trees, clip_q=clip_q).fit(X[:i], y[:i])
                       for m in ('logreg_balanced', 'lgbm')}
             model = blend_of(fitted, y[:i])
-        else: model = make_candidate(name, seed, gbm_trees=gbm_trees).fit(X[:i], y[:i])
+        else: model = make_candidate(name, seed, gbm_trees=gbm_trees, clip_q=clip_q).fit(X[:i], y[:i])
         out.append(ranking_metrics(y[i:j], model.predict_proba(X[i:j])[:, 1])['average_precision'])
     return out
 
-def select_model(fold_aps:dict) -> tuple[str, pd.DataFrame]:
-    "The candidate with the best mean AP over the folds, and the table"
-    table = pd.DataFrame({n: {**{f'fold{k+1}_ap': v for k, v in enumerate(aps)}, 'mean_ap': float(np.mean(aps))} for n,
-                          aps in fold_aps.items()}).T
-    table = table.sort_values('mean_ap', ascending=False)
-    return table.index[0], table
+# %% ../nbs/05_train.ipynb #a7f3e2ce
+def select_model(fold_aps:dict, order=SIMPLICITY) -> tuple[str, pd.DataFrame]:
+    "The simplest candidate within one standard error (paired, over the folds) of the best mean AP, and the table"
+    names = [n for n in order if n in fold_aps] + sorted(set(fold_aps) - set(order))
+    aps = {n: np.asarray(fold_aps[n], dtype=float) for n in names}
+    if len({len(a) for a in aps.values()}) != 1: raise ValueError('every candidate needs the same folds')
+    best = max(names, key=lambda n: aps[n].mean())
+    rows = {}
+    for n in names:
+        d = aps[best] - aps[n]
+        se = float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else 0.0
+        rows[n] = {**{f'fold{k + 1}_ap': v for k, v in enumerate(aps[n])}, 'mean_ap': aps[n].mean(),
+                   'gap_to_best': d.mean(), 'se_of_gap': se, 'within_1se': bool(d.mean() <= se)}
+    chosen = next(n for n in names if rows[n]['within_1se'])    # the best always qualifies
+    table = pd.DataFrame(rows).T
+    table['chosen'] = table.index == chosen
+    return chosen, table
 
 # %% ../nbs/05_train.ipynb #243e7159
 def holdout_table(y, scores:dict, n_boot:int=1000, seed:int=0) -> dict:
@@ -201,7 +222,7 @@ def permutation_importance_ap(model, X, y, n_repeats:int=3, seed:int=0, features
 
 # %% ../nbs/05_train.ipynb #2f6aa6f9
 def save_training(out_dir, chosen_name, chosen, seed_model, val_table, cv_table, holdout_metrics, imbalance,
-                  scores:dict, timings:dict, params:dict) -> Path:
+                  scores:dict, timings:dict, params:dict, extra:dict|None=None) -> Path:
     "Write train.json, scores.npz and models/*.joblib into `out_dir`"
     import joblib, sklearn
     out = Path(out_dir)
@@ -212,7 +233,8 @@ def save_training(out_dir, chosen_name, chosen, seed_model, val_table, cv_table,
     doc = {'chosen_model': chosen_name, 'validation': json.loads(val_table.to_json(orient='index')),
            'cv_selection': json.loads(cv_table.to_json(orient='index')), 'holdout': holdout_metrics,
            'imbalance': imbalance, 'timings_s': timings, 'params': params,
-           'calibration': {'method': 'platt', 'a': chosen.a, 'b': chosen.b}, 'library_versions': _versions()}
+           'calibration': {'method': 'platt', 'a': chosen.a, 'b': chosen.b}, 'library_versions': _versions(),
+           **(extra or {})}
     (out/'train.json').write_text(json.dumps(doc, indent=1))
     return out
 
