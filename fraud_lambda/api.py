@@ -29,6 +29,13 @@ FiniteNumber = Annotated[float, Field(allow_inf_nan=False, ge=-MAX_ABS, le=MAX_A
 class _Base(BaseModel):
     model_config = ConfigDict(extra='forbid', strict=True, allow_inf_nan=False)
 
+    def __repr_args__(self):
+        "Ids and list sizes only: Powertools formats every validated body into a debug message, on every request"
+        for k, v in self.__dict__.items():
+            if k.endswith('_id'): yield k, v
+            elif isinstance(v, list): yield k, f'{len(v)} items'
+
+
 # %% ../nbs/11a_api.ipynb #024a85cd
 def _check_metadata(m):
     "Metadata must fit `fraud_lambda.schema`'s limits (2 KB of JSON)"

@@ -8,15 +8,18 @@ import json, shutil, subprocess, tempfile, threading, time, uuid, zipfile
 from pathlib import Path
 import numpy as np
 from .motoserver import MotoServer
-from .package import MB, UNZIPPED_LIMIT, ZIP_LIMIT, package_sizes
-from .package import build_package, runtime_sdk, seed_package_size
+from .package import MB, UNZIPPED_LIMIT, ZIP_LIMIT, SEED_REQUIREMENTS, RUNTIME_PROVIDED, package_sizes
+from .package import build_package, runtime_sdk, seed_package_size, pip_install, remove_distributions
+from .package import strip_bloat, precompile, write_zip, source_dir
 from .deploy import publish_champion
 from .bench_scoring import dir_mb, fmt_figure, machine_line
 from .bench_handler import transaction_bodies
+from .schema import FEATURES
 
 # %% auto #0
-__all__ = ['lambda_python', 'unpack_package', 'aws_clients', 'aws_resources', 'read_queue', 'lambda_env', 'invoke_clean_runtime',
-           'compile_tree', 'rest_event', 'clean_runtime_cold_start', 'package_bench', 'package_markdown']
+__all__ = ['SEED_HANDLER', 'SEED_STACK', 'lambda_python', 'unpack_package', 'aws_clients', 'aws_resources', 'read_queue',
+           'lambda_env', 'invoke_clean_runtime', 'compile_tree', 'rest_event', 'build_seed_package',
+           'clean_runtime_cold_start', 'parse_importtime', 'import_profile', 'package_bench', 'package_markdown']
 
 # %% ../nbs/21c_bench_package.ipynb #1c36b8d3
 def lambda_python() -> tuple:
@@ -102,9 +105,9 @@ _MARK = '@@clean-runtime@@ '
 _CLEAN_BOOTSTRAP = r'''
 import sys, time
 t0 = time.perf_counter()
-task, sdk, events_path = sys.argv[1:4]
+task, sdk, events_path, handler_module = sys.argv[1:5]
 sys.path[:0] = [task, sdk]
-import json
+import importlib, json
 def emit(o):
     sys.__stdout__.write(__MARK__ + json.dumps(o) + '\n')
     sys.__stdout__.flush()
@@ -114,27 +117,32 @@ class Context:
     invoked_function_arn = 'arn:aws:lambda:us-east-1:123456789012:function:fraud-lambda-clean-runtime'
     def __init__(self, i): self.aws_request_id = 'clean-runtime-%d' % i
     def get_remaining_time_in_millis(self): return 10000
-import fraud_lambda.handler as H
-t_init = time.perf_counter()
-import fraud_lambda.routes as R
-loaded_at_init = R._service is not None and R._service.holder.scorer is not None
+H = importlib.import_module(handler_module)
+t_init, cpu_init = time.perf_counter(), time.process_time()
+if hasattr(H, 'MODEL'): loaded_at_init = H.MODEL is not None
+else:
+    import fraud_lambda.routes as R
+    loaded_at_init = R._service is not None and R._service.holder.scorer is not None
 for i, e in enumerate(events):
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     r = H.handler(e, Context(i))
-    emit({'i': i, 'response': r, 'invoke_ms': (time.perf_counter() - t) * 1e3})
-import importlib.util, boto3, numpy, pydantic
+    emit({'i': i, 'response': r,
+          'invoke_ms': (time.perf_counter() - t) * 1e3, 'cpu_ms': (time.process_time() - c) * 1e3,
+          'process_cpu_ms': time.process_time() * 1e3})
+import importlib.util
 research = ('sklearn', 'scipy', 'pandas', 'joblib', 'lightgbm', 'imblearn')
-emit({'done': True, 'init_ms': (t_init - t0) * 1e3, 'python': sys.version.split()[0],
+mods = [sys.modules[n] for n in (handler_module, 'boto3', 'numpy', 'pydantic', 'sklearn') if n in sys.modules]
+emit({'done': True, 'init_ms': (t_init - t0) * 1e3, 'init_cpu_ms': cpu_init * 1e3, 'python': sys.version.split()[0],
       'isolated': bool(sys.flags.isolated and sys.flags.no_site),
-      'sys_path': sys.path, 'loaded_at_init': loaded_at_init, 'boto3': boto3.__version__,
-      'origins': {m.__name__: m.__file__ for m in (H, boto3, numpy, pydantic)},
+      'sys_path': sys.path, 'loaded_at_init': loaded_at_init, 'boto3': sys.modules['boto3'].__version__,
+      'origins': {m.__name__: m.__file__ for m in mods},
       'research_importable': [n for n in research if importlib.util.find_spec(n)]})
 '''.replace('__MARK__', repr(_MARK))
 
 # %% ../nbs/21c_bench_package.ipynb #dc1822e8
 def invoke_clean_runtime(task_dir, sdk_dir, env:dict, events:list, python:str|None=None,
-                         timeout_s:float=120.0) -> dict:
-    "Run `events` through the handler in a fresh `python -I -S -B` with only `task_dir` and `sdk_dir` importable"
+                         timeout_s:float=120.0, handler_module:str='fraud_lambda.handler') -> dict:
+    "Run `events` through `handler_module`'s handler in a bare `python -I -S -B` (only `task_dir`, `sdk_dir`)"
     python = python or lambda_python()[0]
     work = Path(tempfile.mkdtemp(prefix='fraud-lambda-clean-'))
     (work/'events.json').write_text(json.dumps(events))
@@ -142,8 +150,8 @@ def invoke_clean_runtime(task_dir, sdk_dir, env:dict, events:list, python:str|No
     with open(work/'stderr.txt', 'w+') as err:
         t0 = time.perf_counter()
         proc = subprocess.Popen([python, '-I', '-S', '-B', '-c', _CLEAN_BOOTSTRAP, str(task_dir), str(sdk_dir),
-                                 str(work/'events.json')], env=env, cwd=work, stdout=subprocess.PIPE, stderr=err,
-                                text=True)
+                                 str(work/'events.json'), handler_module], env=env, cwd=work, stdout=subprocess.PIPE,
+                                stderr=err, text=True)
         timer = threading.Timer(timeout_s, proc.kill)
         timer.start()
         try:
@@ -164,8 +172,9 @@ def invoke_clean_runtime(task_dir, sdk_dir, env:dict, events:list, python:str|No
         raise RuntimeError(f"the clean runtime failed (exit {proc.returncode}) after {len(responses)} of "
                            f"{len(events)} responses:\n{stderr[-2500:]}\n{chr(10).join(logs[-10:])}")
     return {**info, 'cold_start_ms': first if events else None, 'first_invoke_ms': responses[0]['invoke_ms']
-            if responses else None, 'responses': [r['response'] for r in responses],
-            'invoke_ms': [r['invoke_ms'] for r in responses], 'logs': logs}
+            if responses else None, 'cold_start_cpu_ms': responses[0]['process_cpu_ms'] if responses else None,
+            'responses': [r['response'] for r in responses], 'invoke_ms': [r['invoke_ms'] for r in responses],
+            'cpu_ms': [r['cpu_ms'] for r in responses], 'logs': logs}
 
 # %% ../nbs/21c_bench_package.ipynb #ac4d8558
 def compile_tree(path, python:str) -> Path:
@@ -182,12 +191,12 @@ def rest_event(body:bytes, path:str='/score') -> dict:
     return make_event('POST', path, {'Content-Type': 'application/json'}, body)
 
 # %% ../nbs/21c_bench_package.ipynb #c2f8b3f2
-def _cold_run(task, sdk, res, work, python, python_version, body, version) -> dict:
-    "One cold start: a fresh process, an empty model cache, one transaction"
-    r = invoke_clean_runtime(task, sdk, lambda_env(res, work, python_version), [rest_event(body)], python)
+def _cold_run(task, sdk, res, work, python, python_version, bodies, version) -> dict:
+    "One cold start: a fresh process, an empty model cache, one transaction, then the rest of `bodies` warm"
+    r = invoke_clean_runtime(task, sdk, lambda_env(res, work, python_version), [rest_event(b) for b in bodies], python)
     resp = r['responses'][0]
     if (resp['statusCode'] != 200 or json.loads(resp['body']).get('model_version') != version
-            or not r['loaded_at_init']):
+            or not r['loaded_at_init'] or any(x['statusCode'] != 200 for x in r['responses'])):
         raise RuntimeError(f"the clean runtime did not serve model {version} from S3: {resp['statusCode']} "
                            f"{resp.get('body', '')[:300]}")
     return r
@@ -197,45 +206,157 @@ def _without_pyc(path) -> Path:
     for d in list(Path(path).rglob('__pycache__')): shutil.rmtree(d)
     return Path(path)
 
+# %% ../nbs/21c_bench_package.ipynb #97b5ad60
+SEED_HANDLER = '''"The original design's handler: SMOTE+RF pickle from S3, joblib.load at init, predict_proba per call"
+import io, json, os
+import boto3, joblib
+import numpy as np
+
+FEATURES = __FEATURES__
+
+def _load():
+    body = boto3.client('s3').get_object(Bucket=os.environ['SEED_MODEL_BUCKET'], Key=os.environ['SEED_MODEL_KEY'])
+    model = joblib.load(io.BytesIO(body['Body'].read()))
+    model.steps[-1][1].n_jobs = 1
+    return model
+
+MODEL = _load()
+
+def handler(event, context):
+    body = json.loads(event.get('body') or '{}')
+    x = np.array([[float(body[f]) for f in FEATURES]])
+    p = float(MODEL.predict_proba(x)[0, 1])
+    return {'statusCode': 200, 'headers': {'Content-Type': 'application/json'},
+            'body': json.dumps({'fraud_probability': p, 'model_version': os.environ['SEED_MODEL_KEY']})}
+'''.replace('__FEATURES__', repr(FEATURES))
+SEED_STACK = (*SEED_REQUIREMENTS, 'imbalanced-learn')
+
+# %% ../nbs/21c_bench_package.ipynb #aadc8a6c
+def build_seed_package(out_dir, arch:str='x86_64', python_version:str='3.12', constraints=None) -> Path:
+    "The original design's zip (scikit-learn stack + `SEED_HANDLER` as seed_handler.py), built as `build_package` does"
+    constraints = constraints or (source_dir()/'.ci'/'constraints.txt')
+    out = Path(out_dir)
+    pkg = out/'seed-pkg'
+    if pkg.exists(): shutil.rmtree(pkg)
+    pip_install(list(SEED_STACK), pkg, arch, python_version, constraints if Path(constraints).exists() else None)
+    remove_distributions(pkg, RUNTIME_PROVIDED)
+    strip_bloat(pkg, keep=())
+    (pkg/'seed_handler.py').write_text(SEED_HANDLER)
+    precompile(pkg, python_version, echo=lambda m: None)
+    z = write_zip(pkg, out/f'seed-sklearn-{arch}.zip')
+    shutil.rmtree(pkg)
+    return z
+
+# %% ../nbs/21c_bench_package.ipynb #c7a51150
+def _seed_env(res:dict, work, python_version:str, key:str) -> dict:
+    "The Lambda environment of the original design's function: its model bucket and key, the same runtime variables"
+    env = {k: v for k, v in lambda_env(res, work, python_version).items() if not k.startswith('FRAUD_LAMBDA_')}
+    return {**env, 'SEED_MODEL_BUCKET': res['bucket'], 'SEED_MODEL_KEY': key,
+            'AWS_LAMBDA_FUNCTION_NAME': 'fraud-lambda-seed-clean-runtime'}
+
+def _seed_cold_run(task, sdk, res, work, python, python_version, bodies, key) -> dict:
+    "One cold start of the original design: a fresh process pulls the pickle from S3 and answers `bodies`"
+    r = invoke_clean_runtime(task, sdk, _seed_env(res, work, python_version, key), [rest_event(b) for b in bodies],
+                             python, timeout_s=300, handler_module='seed_handler')
+    resp = r['responses'][0]
+    if resp['statusCode'] != 200 or json.loads(resp['body']).get('model_version') != key or not r['loaded_at_init']:
+        raise RuntimeError(f"the original design's clean runtime did not answer: {resp['statusCode']} "
+                           f"{resp.get('body', '')[:300]}")
+    return r
+
 # %% ../nbs/21c_bench_package.ipynb #4f2c3c6d
+def _med(runs:list, f:str) -> float: return float(np.median([r[f] for r in runs]))
+
+def _warm_cpu(runs:list) -> dict:
+    "Median and p99 CPU ms of the warm requests (all but each process's first), and how many"
+    cpu = [c for r in runs for c in r['cpu_ms'][1:]]
+    if not cpu: return {}
+    return {'warm_cpu_p50_ms': float(np.median(cpu)), 'warm_cpu_p99_ms': float(np.percentile(cpu, 99)),
+            'warm_wall_p50_ms': float(np.median([w for r in runs for w in r['invoke_ms'][1:]])), 'warm_n': len(cpu)}
+
+def _stack_figures(runs:list) -> dict:
+    "Cold start (wall and CPU, process start to first response), init, first invoke and warm CPU of one stack's runs"
+    return {'cold_start_ms': _med(runs, 'cold_start_ms'), 'cold_start_ms_runs': [round(r['cold_start_ms'], 1)
+                                                                                  for r in runs],
+            'cold_start_cpu_ms': _med(runs, 'cold_start_cpu_ms'), 'init_ms': _med(runs, 'init_ms'),
+            'init_cpu_ms': _med(runs, 'init_cpu_ms'), 'first_invoke_ms': _med(runs, 'first_invoke_ms'),
+            **_warm_cpu(runs)}
+
 def _cold_figures(out:dict, trees:dict, ships_pyc:bool, runs:int, version:str) -> dict:
-    "Medians of the runs of both trees, as built and without .pyc"
-    med = lambda k, f: float(np.median([r[f] for r in out[k]]))
+    "Medians of the runs of both trees, as built and without .pyc, and of the original design's when it ran"
     first = out['as_built'][0]
-    return {'cold_start_ms': med('as_built', 'cold_start_ms'),
-            'cold_start_ms_runs': [round(r['cold_start_ms'], 1) for r in out['as_built']],
-            'init_ms': med('as_built', 'init_ms'), 'first_invoke_ms': med('as_built', 'first_invoke_ms'),
-            'ships_pyc': ships_pyc, 'unzipped_mb': dir_mb(trees['as_built']),
-            'no_pyc_unzipped_mb': dir_mb(trees['no_pyc']), 'no_pyc_cold_start_ms': med('no_pyc', 'cold_start_ms'),
-            'no_pyc_init_ms': med('no_pyc', 'init_ms'),
-            'no_pyc_cold_start_ms_runs': [round(r['cold_start_ms'], 1) for r in out['no_pyc']], 'runs': runs,
-            'python': first['python'], 'boto3': first['boto3'], 'model_version': version,
-            'setup': f"python -I -S -B; package unzipped as built ({'with' if ships_pyc else 'without'} "
-            ".pyc); runtime SDK precompiled; model pulled from S3 on a local moto server"}
+    ours, nopyc = _stack_figures(out['as_built']), _stack_figures(out['no_pyc'])
+    fig = {**ours, 'ships_pyc': ships_pyc, 'unzipped_mb': dir_mb(trees['as_built']),
+           'no_pyc_unzipped_mb': dir_mb(trees['no_pyc']), 'no_pyc_cold_start_ms': nopyc['cold_start_ms'],
+           'no_pyc_init_ms': nopyc['init_ms'], 'no_pyc_cold_start_ms_runs': nopyc['cold_start_ms_runs'], 'runs': runs,
+           'python': first['python'], 'boto3': first['boto3'], 'model_version': version,
+           'setup': f"python -I -S -B; package unzipped as built ({'with' if ships_pyc else 'without'} "
+           ".pyc); runtime SDK precompiled; model pulled from S3 on a local moto server; runs interleaved"}
+    for k in ('seed', 'baseline'):
+        if out.get(k): fig[k] = {**_stack_figures(out[k]), 'unzipped_mb': dir_mb(trees[k])}
+    return fig
+
+def _publish_seed(client, bucket:str, seed_model) -> str:
+    "Upload the seed's pickle beside our bundle; its key"
+    key = 'seed/' + Path(seed_model).name
+    client.put_object(Bucket=bucket, Key=key, Body=Path(seed_model).read_bytes())
+    return key
 
 def clean_runtime_cold_start(bundle_dir, package_zip, X, runs:int=3, work_dir=None, python:str|None=None,
-                             python_version:str|None=None, sdk_dir=None) -> dict:
+                             python_version:str|None=None, sdk_dir=None, seed_zip=None, seed_model=None,
+                             warm:int=100, baseline_zip=None) -> dict:
     "Median cold start (process start to first response) of the Lambda zip in a clean python, with and without .pyc"
     if python is None: python, python_version = lambda_python()
     work = Path(work_dir or tempfile.mkdtemp(prefix='fraud-lambda-cold-'))
     trees = {'as_built': unpack_package(package_zip, work/'task'),
              'no_pyc': _without_pyc(unpack_package(package_zip, work/'task-src'))}
     ships_pyc = any(trees['as_built'].rglob('*.pyc'))
+    if seed_zip is not None: trees['seed'] = unpack_package(seed_zip, work/'task-seed')
+    if baseline_zip is not None: trees['baseline'] = unpack_package(baseline_zip, work/'task-baseline')
     sdk = compile_tree(Path(sdk_dir) if sdk_dir else runtime_sdk(work/'sdk', python_version=python_version), python)
     out = {k: [] for k in trees}
     with MotoServer() as moto:
         res = aws_resources(moto.endpoint)
-        version = publish_champion(bundle_dir, res['store_uri'], echo=None,
-                                   client=aws_clients(moto.endpoint)['s3'])['version']
-        bodies = iter(transaction_bodies(X, 'cold' + uuid.uuid4().hex[:8], 2 * runs, seed=1))
+        s3 = aws_clients(moto.endpoint)['s3']
+        version = publish_champion(bundle_dir, res['store_uri'], echo=None, client=s3)['version']
+        key = _publish_seed(s3, res['bucket'], seed_model) if seed_zip is not None else None
+        bodies = iter(transaction_bodies(X, 'cold' + uuid.uuid4().hex[:8], len(trees) * runs * (1 + warm), seed=1))
         for i in range(runs):
             for k, task in trees.items():
-                out[k].append(_cold_run(task, sdk, res, work/f'{k}{i}', python, python_version, next(bodies), version))
+                b = [next(bodies) for _ in range(1 + warm)]
+                if k == 'seed': out[k].append(_seed_cold_run(task, sdk, res, work/f'{k}{i}', python, python_version,
+                                                             b, key))
+                else: out[k].append(_cold_run(task, sdk, res, work/f'{k}{i}', python, python_version, b, version))
     return _cold_figures(out, trees, ships_pyc, runs, version)
 
+# %% ../nbs/21c_bench_package.ipynb #34f22950
+def parse_importtime(text:str) -> list:
+    "Rows {module, self_ms, cumulative_ms, depth} of `python -X importtime` output, in the order printed"
+    import re
+    rows = []
+    for line in text.splitlines():
+        m = re.match(r'import time:\s+(\d+) \|\s+(\d+) \|( *)(\S+)', line)
+        if m: rows.append({'module': m[4], 'self_ms': int(m[1]) / 1e3, 'cumulative_ms': int(m[2]) / 1e3,
+                           'depth': len(m[3]) // 2})
+    return rows
+
+def import_profile(task, sdk, env:dict, event:dict, python:str) -> dict:
+    "Top-level total and the rows of `-X importtime` for one cold start of the handler in `task`"
+    work = Path(tempfile.mkdtemp(prefix='fraud-lambda-importtime-'))
+    (work/'events.json').write_text(json.dumps([event]))
+    r = subprocess.run([python, '-I', '-S', '-B', '-X', 'importtime', '-c', _CLEAN_BOOTSTRAP, str(task), str(sdk),
+                        str(work/'events.json'), 'fraud_lambda.handler'], env=env, cwd=work, capture_output=True,
+                       text=True, timeout=120)
+    shutil.rmtree(work, ignore_errors=True)
+    if r.returncode: raise RuntimeError(f"the import profile run failed (exit {r.returncode}): {r.stderr[-1500:]}")
+    rows = parse_importtime(r.stderr)
+    return {'total_ms': sum(x['cumulative_ms'] for x in rows if x['depth'] == 0), 'modules': len(rows),
+            'rows': rows}
+
 # %% ../nbs/21c_bench_package.ipynb #96912155
-def package_bench(bundle_dir, X, work_dir=None, arch:str='x86_64', seed_package:bool=True, clean_runs:int=3) -> dict:
-    "Sizes of the Lambda zip (and of the original design's dependencies), and its cold start in a clean runtime"
+def package_bench(bundle_dir, X, work_dir=None, arch:str='x86_64', seed_package:bool=True, clean_runs:int=3,
+                  seed_model=None) -> dict:
+    "Sizes of the Lambda zip (and of the original design's), and both cold starts in a clean runtime, interleaved"
     work = Path(work_dir or tempfile.mkdtemp(prefix='fraud-lambda-pkg-bench-'))
     python, version = lambda_python()
     z = build_package(arch, work/'dist', python_version=version, echo=None)
@@ -247,32 +368,54 @@ def package_bench(bundle_dir, X, work_dir=None, arch:str='x86_64', seed_package:
         sd = seed_package_size(arch, python_version=version)
         out.update(seed_sklearn_zip_mb=sd['zipped_bytes'] / MB, seed_sklearn_unzipped_mb=sd['unzipped_bytes'] / MB,
                    seed_sklearn_distributions=sd['distributions'])
+    seed_zip = None
+    if seed_model is not None and clean_runs and arch == 'x86_64':
+        seed_zip = build_seed_package(work/'seed', arch, version)
+        out.update(seed_handler_zip_mb=package_sizes(seed_zip)['zipped_bytes'] / MB, seed_handler_stack=SEED_STACK)
     if clean_runs and arch == 'x86_64':
-        cs = clean_runtime_cold_start(bundle_dir, z, X, clean_runs, work/'cold', python, version)
+        cs = clean_runtime_cold_start(bundle_dir, z, X, clean_runs, work/'cold', python, version, seed_zip=seed_zip,
+                                      seed_model=seed_model)
         out.update(clean_runtime_cold_start_ms=cs['cold_start_ms'],
                    clean_runtime_no_pyc_cold_start_ms=cs['no_pyc_cold_start_ms'], clean_runtime=cs)
+        if 'seed' in cs:
+            out.update(seed_clean_runtime_cold_start_ms=cs['seed']['cold_start_ms'],
+                       seed_over_ours_cold_start=cs['seed']['cold_start_ms'] / cs['cold_start_ms'])
     return out
 
 # %% ../nbs/21c_bench_package.ipynb #f69e15db
+def _seed_col(c:dict, f:str) -> str: return fmt_figure(c.get('seed', {}).get(f))
+
 def package_markdown(p:dict) -> str:
     "The `package` section as a markdown table"
     lim = p['limits_mb']
     rows = ['| package | fraud-lambda | original design (scikit-learn stack) | Lambda limit |', '|---|---|---|---|',
-            f"| zip (MB) | {fmt_figure(p['zip_mb'])} | {fmt_figure(p.get('seed_sklearn_zip_mb'))} | "
+            f"| zip (MB) | {fmt_figure(p['zip_mb'])} | "
+            f"{fmt_figure(p.get('seed_handler_zip_mb', p.get('seed_sklearn_zip_mb')))} | "
             f"{fmt_figure(lim['zip'])} |",
             f"| unzipped (MB) | {fmt_figure(p['unzipped_mb'])} | {fmt_figure(p.get('seed_sklearn_unzipped_mb'))} | "
             f"{fmt_figure(lim['unzipped'])} |"]
     if 'clean_runtime' in p:
         c = p['clean_runtime']
         rows.append(f"| cold start in a clean python {c['python']} (ms, median of {c['runs']}): process start to "
-                    f"first response | {fmt_figure(p['clean_runtime_cold_start_ms'])} | - | - |")
+                    f"first response | {fmt_figure(p['clean_runtime_cold_start_ms'])} | "
+                    f"{_seed_col(c, 'cold_start_ms')} | - |")
         rows.append(f"| of which init (imports, service, model from S3 on moto) (ms) | {fmt_figure(c['init_ms'])} "
-                    "| - | - |")
+                    f"| {_seed_col(c, 'init_ms')} | - |")
+        if 'cold_start_cpu_ms' in c:
+            rows.append(f"| CPU time of the cold start, process start to first response (ms) | "
+                        f"{fmt_figure(c['cold_start_cpu_ms'])} | {_seed_col(c, 'cold_start_cpu_ms')} | - |")
+        if 'warm_cpu_p50_ms' in c:
+            rows.append(f"| CPU time of a warm request in that process, p50 / p99 (ms) | "
+                        f"{fmt_figure(c['warm_cpu_p50_ms'])} / {fmt_figure(c['warm_cpu_p99_ms'])} | "
+                        f"{_seed_col(c, 'warm_cpu_p50_ms')} / {_seed_col(c, 'warm_cpu_p99_ms')} | - |")
         if 'no_pyc_cold_start_ms' in c:
             rows.append(f"| cold start, the same zip without its .pyc (ms) | {fmt_figure(c['no_pyc_cold_start_ms'])} "
                         "| - | - |")
             rows.append(f"| unzipped without .pyc (MB) | {fmt_figure(c['no_pyc_unzipped_mb'])} | - | "
                         f"{fmt_figure(lim['unzipped'])} |")
     setup = f" Cold start: {p['clean_runtime']['setup']}." if 'clean_runtime' in p else ''
+    seed = (" The original design: scikit-learn, joblib and imbalanced-learn packed the same way, a plain handler "
+            "unpickling the seed's SMOTE+RF from the same moto S3 (forest n_jobs=1)."
+            if 'seed' in p.get('clean_runtime', {}) else '')
     return (f"{machine_line(p.get('machine', {}))}; model: {p.get('model', '?')}.\n\n{p['arch']} zip for "
-            f"python{p['python_version']}; 1 MB = 2^20 bytes.{setup}\n\n" + '\n'.join(rows))
+            f"python{p['python_version']}; 1 MB = 2^20 bytes.{setup}{seed}\n\n" + '\n'.join(rows))

@@ -116,23 +116,40 @@ class AlertDispatcher:
     "Sends each alert to every sink within a time budget; whatever a sink did not accept is spooled"
     def __init__(self, sinks:Sequence, spool, budget_ms:float=250, max_attempts:int=3, backoff_ms:float=20,
                  spool_reserve_ms:float|None=None, workers_per_sink:int=4, breaker_failures:int|None=5,
-                 breaker_cooldown_s:float=30.0):
+                 breaker_cooldown_s:float=30.0, spool_factory=None):
         names = [s.name for s in sinks]
         if len(set(names)) != len(names): raise ConfigError(f"sink names must be unique, got {names}")
         if isinstance(budget_ms, bool) or not isinstance(budget_ms, (int, float)) or not 10 <= budget_ms <= 30_000:
             raise ConfigError(f"budget_ms must be between 10 and 30000, got {budget_ms!r}")
         if max_attempts < 1: raise ConfigError(f"max_attempts must be >= 1, got {max_attempts!r}")
-        self.sinks, self.spool = list(sinks), spool
+        self.sinks, self._spool, self._spool_factory = list(sinks), spool, spool_factory
+        self._spool_lock, self._prepared = threading.Lock(), False
         self.budget_ms, self.max_attempts, self.backoff_ms = float(budget_ms), int(max_attempts), float(backoff_ms)
         self.spool_reserve_ms = float(spool_reserve_ms if spool_reserve_ms is not None else min(50.0, budget_ms / 5))
         self._pools = {n: ThreadPoolExecutor(max_workers=workers_per_sink, thread_name_prefix=f'fraud-alert-{n}')
                        for n in names}
         self._breaker = _Breaker(names, breaker_failures, breaker_cooldown_s)
 
+    @property
+    def spool(self):
+        "The spool, built by `spool_factory` the first time a sink fails (an SQS spool's clients cost init time)"
+        if self._spool is None and self._spool_factory is not None:
+            with self._spool_lock:
+                if self._spool is None: self._spool = self._spool_factory()
+        return self._spool
+
 # %% ../nbs/10e_dispatch.ipynb #db9e7106
+def _prepare_sinks(sinks):
+    "Build the sinks' lazy clients before the first budget starts; a failure here shows up in that sink's send"
+    for s in sinks:
+        try: getattr(s, 'prepare', lambda: None)()
+        except Exception: pass
+
 @patch
 def dispatch(self:AlertDispatcher, alert:Alert) -> DispatchOutcome:
     "Send `alert` to every sink within the budget, spool the rest; never raises"
+    if not self._prepared: _prepare_sinks(self.sinks)
+    self._prepared = True
     t0 = time.monotonic()
     deadline = t0 + (self.budget_ms - self.spool_reserve_ms) / 1000
     d, live = _Delivery([s.name for s in self.sinks]), []
@@ -173,4 +190,4 @@ def close(self:AlertDispatcher, wait:bool=True) -> None:
 def build_dispatcher(settings=None) -> AlertDispatcher:
     "Sinks, spool and budget from the settings, ready for `dispatch`"
     s = alert_settings(settings)
-    return AlertDispatcher(build_sinks(s), build_spool(s), budget_ms=s.budget_ms)
+    return AlertDispatcher(build_sinks(s), None, budget_ms=s.budget_ms, spool_factory=lambda: build_spool(s))

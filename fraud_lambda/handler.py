@@ -5,6 +5,7 @@
 # %% ../nbs/11c_handler.ipynb #6a8d11e6
 from __future__ import annotations
 import base64, binascii, os, time
+os.environ.setdefault('OPENBLAS_NUM_THREADS', '1')  # before numpy loads; see 'One BLAS thread' below
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.logging import correlation_paths

@@ -12,11 +12,12 @@ from .imports import import_closure, import_graph
 
 # %% auto #0
 __all__ = ['SERVING_MODULES', 'OPTIONAL_SERVING_MODULES', 'HANDLER', 'RUNTIME_PROVIDED', 'RESEARCH_STACK', 'SEED_REQUIREMENTS',
-           'LAMBDA_ARCHS', 'LAMBDA_GLIBC', 'ZIP_LIMIT', 'UNZIPPED_LIMIT', 'RUNTIME_BOTO3_FLOOR', 'MB', 'DeployError',
-           'lambda_machine', 'lambda_platforms', 'source_dir', 'serving_requirements', 'pip_install',
-           'installed_distributions', 'remove_distributions', 'strip_bloat', 'missing_serving_modules',
-           'copy_serving_modules', 'write_zip', 'package_sizes', 'check_package_limits', 'format_sizes',
-           'stage_package', 'precompile', 'package_name', 'build_package', 'seed_package_size', 'runtime_sdk']
+           'LAMBDA_ARCHS', 'LAMBDA_GLIBC', 'ZIP_LIMIT', 'UNZIPPED_LIMIT', 'RUNTIME_BOTO3_FLOOR', 'MB', 'NEVER_IMPORTED',
+           'LAZY_INITS', 'DeployError', 'lambda_machine', 'lambda_platforms', 'source_dir', 'serving_requirements',
+           'pip_install', 'installed_distributions', 'remove_distributions', 'strip_bloat', 'strip_unimported',
+           'lazy_init_source', 'lazy_package_init', 'missing_serving_modules', 'copy_serving_modules', 'write_zip',
+           'package_sizes', 'check_package_limits', 'format_sizes', 'stage_package', 'precompile', 'package_name',
+           'build_package', 'seed_package_size', 'runtime_sdk']
 
 # %% ../nbs/13_package.ipynb #50f49423
 class DeployError(RuntimeError):
@@ -143,6 +144,69 @@ def strip_bloat(target, keep=('fraud_lambda',)) -> int:
         shutil.rmtree(p) if p.is_dir() else p.unlink()
     return freed
 
+# %% ../nbs/13_package.ipynb #c6a85c51
+NEVER_IMPORTED = ('numpy/f2py', 'numpy/_pyinstaller', 'numpy/testing', 'numpy/polynomial', 'numpy/fft', 'numpy/ma',
+                  'numpy/random', 'numpy/doc', 'pydantic/v1')
+
+def _tree_bytes(p) -> int:
+    return sum(f.stat().st_size for f in p.rglob('*') if f.is_file()) if p.is_dir() else p.stat().st_size
+
+def strip_unimported(target, paths=NEVER_IMPORTED) -> int:
+    "Delete the subpackages `paths` that the serving path never imports from `target`; return the bytes removed"
+    freed = 0
+    for rel in paths:
+        p = Path(target)/rel
+        if not p.exists(): continue
+        freed += _tree_bytes(p)
+        shutil.rmtree(p) if p.is_dir() else p.unlink()
+    return freed
+
+# %% ../nbs/13_package.ipynb #6b1f5630
+LAZY_INITS = ('aws_lambda_powertools/event_handler/__init__.py',)
+
+_LAZY_TEMPLATE = '''"""{doc} (fraud-lambda's Lambda package: the same names, each imported on first use)"""
+import importlib
+
+_WHERE = {where!r}
+__all__ = {all!r}
+
+def __getattr__(name):
+    if name not in _WHERE: raise AttributeError(f"module {{__name__!r}} has no attribute {{name!r}}")
+    value = getattr(importlib.import_module(_WHERE[name]), name)
+    globals()[name] = value
+    return value
+
+def __dir__(): return sorted(set(globals()) | set(_WHERE))
+'''
+
+def lazy_init_source(source:str) -> str|None:
+    "A lazy rewrite of a package `__init__` made of a docstring, absolute `from X import names` and `__all__`; else None"
+    import ast
+    tree, where, names = ast.parse(source), {}, None
+    for i, node in enumerate(tree.body):
+        if i == 0 and isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant): continue
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and all(a.asname is None for a in node.names):
+            where.update({a.name: node.module for a in node.names})
+        elif (isinstance(node, ast.Assign) and [getattr(t, 'id', None) for t in node.targets] == ['__all__']
+              and isinstance(node.value, ast.List)):
+            names = [ast.literal_eval(e) for e in node.value.elts]
+        else: return None
+    if not where or '*' in where: return None
+    doc = (ast.get_docstring(tree) or '').strip().splitlines()[0:1] or ['']
+    return _LAZY_TEMPLATE.format(doc=doc[0].rstrip('.'), where=where, all=names if names is not None else list(where))
+
+def lazy_package_init(target, paths=LAZY_INITS) -> list:
+    "Rewrite each `__init__` of `paths` under `target` lazily where `lazy_init_source` can; the ones rewritten"
+    done = []
+    for rel in paths:
+        p = Path(target)/rel
+        if not p.is_file(): continue
+        lazy = lazy_init_source(p.read_text())
+        if lazy is not None:
+            p.write_text(lazy)
+            done.append(rel)
+    return done
+
 # %% ../nbs/13_package.ipynb #d821e924
 def missing_serving_modules(source=None) -> list:
     "The SERVING_MODULES that `source` (default: this checkout) does not have"
@@ -234,11 +298,14 @@ def stage_package(target, arch:str='x86_64', python_version:str='3.12', source=N
     pip_install(requirements or serving_requirements(source), target, arch, python_version, constraints)
     removed = remove_distributions(target, RUNTIME_PROVIDED)
     freed = strip_bloat(target, keep=())
+    freed += strip_unimported(target)
+    lazy = lazy_package_init(target)
     missing = copy_serving_modules(target, source, missing_ok)
     _check_research_absent(target)
     compiled = precompile(target, python_version)
     return {'arch': arch, 'python_version': python_version, 'distributions': installed_distributions(target),
-            'removed': removed, 'stripped_bytes': freed, 'missing_modules': missing, 'precompiled_with': compiled}
+            'removed': removed, 'stripped_bytes': freed, 'lazy_inits': lazy,
+            'missing_modules': missing, 'precompiled_with': compiled}
 
 # %% ../nbs/13_package.ipynb #ac15c706
 def _python_for(version:str):

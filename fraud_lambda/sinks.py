@@ -52,14 +52,30 @@ def read_alerts(path, since=None, limit:int|None=100) -> list[dict]:
     finally: db.close()
     return [json.loads(r[0]) for r in rows]
 
+# %% ../nbs/10c_sinks.ipynb #fac7c8a6
+class _LazyClient:
+    "A `client` attribute built by `aws_client(*self._client_args)` on first use, unless one was given"
+    _client = None
+    @property
+    def client(self):
+        if self._client is None: self._client = aws_client(*self._client_args[:3], **self._client_args[3])
+        return self._client
+
+    @client.setter
+    def client(self, value): self._client = value
+
+    def prepare(self):
+        "Build the client now: the dispatcher calls this before its time budget starts"
+        return self.client
+
 # %% ../nbs/10c_sinks.ipynb #4bafe053
-class SNSSink:
+class SNSSink(_LazyClient):
     "Publishes each alert as a JSON message to an SNS topic, with `decision` and `model_version` message attributes"
     name = 'sns'
     def __init__(self, topic_arn:str, client=None, connect_timeout:float=0.5, read_timeout:float=1.0):
         self.topic_arn = check_topic_arn(topic_arn)
-        self.client = client or aws_client('sns', connect_timeout, read_timeout,
-                                           region=TOPIC_ARN_RE.fullmatch(topic_arn)[1])
+        self._client = client
+        self._client_args = ('sns', connect_timeout, read_timeout, {'region': TOPIC_ARN_RE.fullmatch(topic_arn)[1]})
 
     def send(self, alert:Alert) -> str:
         "Publish the alert; returns 'published'"
@@ -81,12 +97,12 @@ def _alert_item(alert:Alert) -> dict:
             'alert_json': {'S': alert.to_json()}}
 
 # %% ../nbs/10c_sinks.ipynb #b9d9b790
-class DynamoDBSink:
+class DynamoDBSink(_LazyClient):
     "Writes each alert once per transaction_id to a flagged-transactions table with a conditional put"
     name = 'dynamodb'
     def __init__(self, table:str, client=None, connect_timeout:float=0.5, read_timeout:float=1.0):
         self.table = check_table(table)
-        self.client = client or aws_client('dynamodb', connect_timeout, read_timeout)
+        self._client, self._client_args = client, ('dynamodb', connect_timeout, read_timeout, {})
 
     def send(self, alert:Alert) -> str:
         "'stored'; 'duplicate' if this alert is already there; 'conflict' if another alert holds the transaction"
